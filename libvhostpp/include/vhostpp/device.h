@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+/**
+ * \file device.h
+ * \brief What a device author implements.
+ *
+ * The library handles the vhost-user protocol, guest memory and the rings;
+ * a device says which features, queues and config space it has and
+ * reacts when queues start, are kicked and stop. All callbacks run on the
+ * event loop's thread.
+ */
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "vhostpp/virtqueue.h"
+
+namespace vhostpp {
+
+/**
+ * \brief Services the library offers a device while a front-end is connected.
+ */
+class DeviceContext
+{
+public:
+	virtual ~DeviceContext() = default;
+	/** \brief Tell the front-end the config space changed (CONFIG_CHANGE_MSG on the
+	 *  back-end channel); false when no back-end channel was set up. */
+	virtual bool notify_config_change() = 0;
+	/** \brief Virtio features negotiated by the driver (0 before SET_FEATURES). */
+	virtual uint64_t negotiated_features() const = 0;
+};
+
+/**
+ * \brief A virtio device served over vhost-user.
+ *
+ * Queue lifecycle: queue_started() when a ring becomes active (started and
+ * enabled, per the spec's "Ring states"), queue_kicked() when the driver
+ * made buffers available (also once right after queue_started(), so no
+ * kick is ever lost), queue_stopped() when it leaves that state. Between
+ * queue_stopped() and the next queue_started() the device must not use
+ * the queue nor any chain it popped from it.
+ */
+class Device
+{
+public:
+	virtual ~Device() = default;
+
+	/** \brief Device-specific virtio feature bits offered to the driver. The library
+	 *  adds VERSION_1, RING_EVENT_IDX, RING_INDIRECT_DESC, NOTIFY_ON_EMPTY and
+	 *  VHOST_USER_F_PROTOCOL_FEATURES itself. */
+	virtual uint64_t features() const { return 0; }
+	/** \brief Number of virtqueues (GET_QUEUE_NUM); fixed for the device's life. */
+	virtual unsigned num_queues() const = 0;
+	/** \brief Largest ring size the device accepts for \a queue. */
+	virtual uint16_t max_queue_size(unsigned queue) const
+	{
+		(void)queue;
+		return 1024;
+	}
+
+	/** \brief Size of the config space; 0 means none (PROTOCOL_F_CONFIG not offered). */
+	virtual uint32_t config_size() const { return 0; }
+	/** \brief Fill \a out with config bytes at \a offset; false refuses the read.
+	 *  The library checks offset + size against config_size() first. */
+	virtual bool read_config(uint32_t offset, std::span<uint8_t> out)
+	{
+		(void)offset;
+		(void)out;
+		return false;
+	}
+	/** \brief The driver writes config bytes; false refuses the write. */
+	virtual bool write_config(uint32_t offset, std::span<const uint8_t> in)
+	{
+		(void)offset;
+		(void)in;
+		return false;
+	}
+
+	/** \brief A front-end connected (\a context valid until reset()). */
+	virtual void attach(DeviceContext &context) { (void)context; }
+	/** \brief The driver accepted \a features (all bits, transport ones included). */
+	virtual void features_negotiated(uint64_t features) { (void)features; }
+
+	virtual void queue_started(Virtqueue &queue) { (void)queue; }
+	virtual void queue_kicked(Virtqueue &queue) = 0;
+	virtual void queue_stopped(Virtqueue &queue) { (void)queue; }
+
+	/** \brief Back to the initial state: RESET_OWNER, RESET_DEVICE, SET_STATUS 0 or
+	 *  disconnect. Every queue has been stopped before this is called. */
+	virtual void reset() {}
+};
+
+} // namespace vhostpp

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install what building and testing vhostpp needs on Debian 12, and nothing
+# that is already there. Runs apt-get as root, or through sudo.
+set -euo pipefail
+
+packages=(
+	g++ meson ninja-build pkg-config python3
+	libboost-dev libboost-program-options-dev
+	libspdlog-dev libfmt-dev catch2
+)
+if [[ "${1:-}" == "--tests" ]]; then
+	# The QEMU guest test: an emulator, a static busybox for the initramfs,
+	# cpio to pack it; the kernel package itself is fetched with apt-get download.
+	packages+=(qemu-system-x86 busybox-static cpio gzip)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+
+# The guest test downloads Debian's kernel package, so it needs package lists too.
+need_lists=0
+[[ ${#missing[@]} -gt 0 ]] && need_lists=1
+if [[ "${1:-}" == "--tests" ]] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+	need_lists=1
+fi
+
+if [[ $need_lists -eq 1 ]]; then
+	echo "setup: updating package lists"
+	"${sudo[@]}" apt-get update -qq
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+	echo "setup: installing ${missing[*]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+	echo "setup: all build packages present"
+fi
