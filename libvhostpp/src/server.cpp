@@ -137,7 +137,8 @@ void Server::accept_one()
 		}
 		connections_++;
 		logger().info("front-end connected");
-		session_ = std::make_unique<Session>(io_, device_, std::move(socket), [this] {
+		session_ = std::make_unique<Session>(io_, device_, std::move(socket),
+						     withheld_protocol_features_, [this] {
 			session_.reset();
 			if (on_disconnect_)
 				on_disconnect_();

@@ -89,8 +89,9 @@ std::optional<ProtocolFeature> unsupported_feature(Request code)
 } // namespace
 
 Session::Session(boost::asio::io_context &io, Device &device, Socket socket,
-		 std::function<void()> on_close)
-	: io_(io), device_(device), socket_(std::move(socket)), on_close_(std::move(on_close))
+		 uint64_t withheld_protocol_features, std::function<void()> on_close)
+	: io_(io), device_(device), socket_(std::move(socket)),
+	  withheld_protocol_features_(withheld_protocol_features), on_close_(std::move(on_close))
 {
 	for (unsigned i = 0; i < device_.num_queues(); i++)
 		rings_.push_back(std::make_unique<Ring>(static_cast<uint16_t>(i),
@@ -127,7 +128,7 @@ uint64_t Session::offered_protocol_features() const
 		     wire::bit(ProtocolFeature::ResetDevice) | wire::bit(ProtocolFeature::Status);
 	if (device_.config_size() > 0)
 		f |= wire::bit(ProtocolFeature::Config);
-	return f;
+	return f & ~withheld_protocol_features_;
 }
 
 void Session::start()
@@ -378,6 +379,17 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 							value & ~offered_features()));
 		acked_features_ = value;
 		apply_ring_features();
+		if ((value & wire::feature_bit(wire::virtio_feature::ProtocolFeatures)) &&
+		    !protocol_features_set_) {
+			/* QEMU 7.2 reconnects without GET/SET_PROTOCOL_FEATURES, taking the set
+			 * agreed with the previous back-end process as still in force. */
+			protocol_features_ = offered_protocol_features();
+			protocol_features_set_ = true;
+			logger().warn("SET_FEATURES with VHOST_USER_F_PROTOCOL_FEATURES but no "
+				      "SET_PROTOCOL_FEATURES on this connection (a reconnect): assuming "
+				      "the offered protocol features 0x{:x}",
+				      protocol_features_);
+		}
 		/* Without protocol features there is no SET_VRING_ENABLE: rings are enabled. */
 		if (!(value & wire::feature_bit(wire::virtio_feature::ProtocolFeatures))) {
 			for (auto &r : rings_) {
@@ -408,6 +420,7 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 				"SET_PROTOCOL_FEATURES: bits 0x{:x} were not offered",
 				value & ~offered_protocol_features()));
 		protocol_features_ = value;
+		protocol_features_set_ = true;
 		return std::nullopt;
 	}
 
@@ -587,8 +600,14 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 		uint64_t value = std::get<wire::U64>(p).value;
 		if (value > 0xff)
 			throw ProtocolError(fmt::format("SET_STATUS: status 0x{:x} above 0xff", value));
-		if (value == 0)
-			reset_device();
+		if (value == 0) {
+			/* QEMU stops a device with SET_STATUS 0 and only then asks each ring's
+			 * base (GET_VRING_BASE) to resume it later: stop the rings and reset
+			 * the device, but keep the ring indices. */
+			for (auto &r : rings_)
+				stop_ring(*r);
+			device_.reset();
+		}
 		status_ = static_cast<uint8_t>(value);
 		return std::nullopt;
 	}

@@ -29,7 +29,7 @@ public:
 	/* \a on_close runs (posted, never from inside a handler of this session) once the
 	 * connection has ended; the owner then destroys the session. */
 	Session(boost::asio::io_context &io, Device &device, Socket socket,
-		std::function<void()> on_close);
+		uint64_t withheld_protocol_features, std::function<void()> on_close);
 	/* Stops every ring, resets the device, closes every fd of the connection. */
 	~Session() override;
 
@@ -74,6 +74,7 @@ private:
 	boost::asio::io_context &io_;
 	Device &device_;
 	Socket socket_;
+	uint64_t withheld_protocol_features_;
 	std::function<void()> on_close_;
 	/* Handlers hold a weak_ptr to this: after the session is gone they do nothing. */
 	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
@@ -84,6 +85,7 @@ private:
 	std::shared_ptr<const GuestMemory> memory_;
 	uint64_t acked_features_ = 0;
 	uint64_t protocol_features_ = 0;
+	bool protocol_features_set_ = false;
 	bool owner_set_ = false;
 	uint8_t status_ = 0;
 	UniqueFd backend_channel_;

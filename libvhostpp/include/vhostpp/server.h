@@ -53,6 +53,16 @@ public:
 	 *  socket file if listen() created it. */
 	void stop();
 
+	/**
+	 * \brief Do not offer these VHOST_USER_PROTOCOL_F_* bits (wire::bit()) to
+	 * front-ends connecting from now on.
+	 *
+	 * For front-ends known to mishandle a feature: QEMU 7.2 does not send the
+	 * memory regions again after a reconnect when CONFIGURE_MEM_SLOTS was
+	 * negotiated, so a restarted back-end can never resume its rings.
+	 */
+	void withhold_protocol_features(uint64_t bits) { withheld_protocol_features_ |= bits; }
+
 	/** \brief True while a front-end is connected. */
 	bool connected() const;
 	/** \brief Number of front-end connections accepted so far. */
@@ -72,6 +82,7 @@ private:
 	std::unique_ptr<Session> session_;
 	std::string owned_path_;
 	uint64_t connections_ = 0;
+	uint64_t withheld_protocol_features_ = 0;
 	std::function<void()> on_disconnect_;
 };
 
