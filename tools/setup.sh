@@ -11,7 +11,7 @@ packages=(
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
 	# cpio to pack it; the kernel package itself is fetched with apt-get download.
-	packages+=(qemu-system-x86 busybox-static cpio gzip)
+	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
 fi
 
 missing=()
