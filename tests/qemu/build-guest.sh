@@ -1,0 +1,204 @@
+#!/bin/bash
+# Build (or reuse) a tiny Linux guest for the QEMU virtio-rng test.
+#
+#   build-guest.sh OUTDIR
+#
+# Produces OUTDIR/vmlinuz and OUTDIR/initrd.gz:
+#   * the kernel is Debian's current linux-image-<ver>-amd64 (the package the
+#     linux-image-amd64 metapackage depends on), fetched with `apt-get download`
+#     and unpacked with `dpkg -x` -- nothing is installed on the host;
+#   * the initramfs (cpio newc, gzip) holds busybox (static), the virtio modules
+#     needed for a virtio-rng PCI device (plus their dependencies, in load
+#     order) and our /init (guest-init.sh next to this script).
+#
+# If OUTDIR already holds a complete result built from the same inputs
+# (this script, guest-init.sh), it is reused and nothing is downloaded.
+# Prints the two paths on the last two lines of stdout:
+#   KERNEL=<path>
+#   INITRD=<path>
+# Exit status: 0 ok, 77 if a prerequisite cannot be had (apt-get, dpkg, cpio
+# missing; the kernel or busybox-static package cannot be downloaded), 1 on
+# other errors.
+
+set -euo pipefail
+
+die() { echo "build-guest: error: $*" >&2; exit 1; }
+missing() { echo "build-guest: missing prerequisite: $*" >&2; exit 77; }
+log() { echo "build-guest: $*" >&2; }
+
+[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+OUTDIR=$1
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+INIT_SRC=$HERE/guest-init.sh
+[ -f "$INIT_SRC" ] || die "missing $INIT_SRC"
+
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+
+# Virtio modules the guest needs for a virtio-rng device on PCI.  Their
+# dependencies are resolved from the modules' own `depends=` modinfo field,
+# because the unpacked (not installed) package ships no modules.dep.
+WANTED_MODULES="virtio_pci virtio_rng"
+
+# ---- cache check ----------------------------------------------------------
+inputs_hash=$(cat "$0" "$INIT_SRC" | sha256sum | cut -d' ' -f1)
+stamp=$OUTDIR/guest.stamp
+if [ -f "$stamp" ] && [ -s "$OUTDIR/vmlinuz" ] && [ -s "$OUTDIR/initrd.gz" ] &&
+   grep -qx "inputs=$inputs_hash" "$stamp"; then
+    log "reusing guest in $OUTDIR ($(grep '^kernel_pkg=' "$stamp"))"
+    echo "KERNEL=$OUTDIR/vmlinuz"
+    echo "INITRD=$OUTDIR/initrd.gz"
+    exit 0
+fi
+
+for tool in apt-get apt-cache dpkg dpkg-deb cpio gzip find sort; do
+    command -v "$tool" >/dev/null 2>&1 || missing "$tool"
+done
+
+# ---- busybox (must be static: the initramfs has no libc) -------------------
+is_static() {
+    # A static ELF has no program interpreter (PT_INTERP), whose path string
+    # ("/lib64/ld-linux-x86-64.so.2" etc.) sits in the first page of the file.
+    [ -x "$1" ] || return 1
+    if command -v readelf >/dev/null 2>&1; then
+        ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'program interpreter'
+    else
+        ! head -c 4096 "$1" | grep -qa '/ld-'
+    fi
+}
+
+WORK=$OUTDIR/work
+rm -rf "$WORK"
+mkdir -p "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+
+BUSYBOX=""
+for cand in /bin/busybox /usr/bin/busybox; do
+    if [ -x "$cand" ] && is_static "$cand"; then BUSYBOX=$cand; break; fi
+done
+if [ -z "$BUSYBOX" ]; then
+    log "no static busybox on the host; fetching busybox-static with apt-get download"
+    (cd "$WORK" && apt-get download busybox-static >&2) ||
+        (apt-get update >&2 && cd "$WORK" && apt-get download busybox-static >&2) ||
+        missing "busybox-static (apt-get download failed)"
+    dpkg -x "$WORK"/busybox-static_*.deb "$WORK/bb"
+    BUSYBOX=$WORK/bb/bin/busybox
+    [ -x "$BUSYBOX" ] || die "busybox-static package has no bin/busybox"
+fi
+log "busybox: $BUSYBOX"
+
+# ---- kernel package --------------------------------------------------------
+resolve_kernel_pkg() {
+    # linux-image-amd64 -> "Depends: linux-image-6.1.0-NN-amd64"
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1
+}
+
+kpkg=$(resolve_kernel_pkg || true)
+if [ -z "$kpkg" ]; then
+    log "apt-cache does not know linux-image-amd64; running apt-get update"
+    apt-get update >&2 || missing "apt-get update failed"
+    kpkg=$(resolve_kernel_pkg || true)
+    [ -n "$kpkg" ] || missing "cannot resolve the kernel package behind linux-image-amd64"
+fi
+log "kernel package: $kpkg"
+
+if ! (cd "$WORK" && apt-get download "$kpkg" >&2); then
+    log "apt-get download $kpkg failed; running apt-get update and retrying"
+    apt-get update >&2 || missing "apt-get update failed"
+    kpkg=$(resolve_kernel_pkg || true)
+    [ -n "$kpkg" ] || missing "cannot resolve the kernel package behind linux-image-amd64"
+    (cd "$WORK" && apt-get download "$kpkg" >&2) || missing "kernel package $kpkg (apt-get download failed)"
+fi
+deb=$(ls "$WORK"/"$kpkg"_*.deb | head -n 1)
+kver_pkg=$(dpkg-deb -f "$deb" Version)
+log "unpacking $(basename "$deb")"
+dpkg -x "$deb" "$WORK/k"
+rm -f "$deb"
+
+vmlinuz=$(ls "$WORK"/k/boot/vmlinuz-* 2>/dev/null | head -n 1)
+[ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $kpkg"
+kver=${vmlinuz##*/vmlinuz-}
+MODDIR=$WORK/k/lib/modules/$kver
+[ -d "$MODDIR" ] || die "no lib/modules/$kver in $kpkg"
+
+# ---- module dependency resolution -----------------------------------------
+# name (dashes -> underscores) of a module file path
+modname() { local b=${1##*/}; b=${b%%.ko*}; echo "${b//-/_}"; }
+
+declare -A MODPATH=() BUILTIN=()
+while IFS= read -r p; do
+    MODPATH[$(modname "$p")]=$p
+done < <(cd "$MODDIR" && find kernel -name '*.ko*' | sort)
+if [ -f "$MODDIR/modules.builtin" ]; then
+    while IFS= read -r p; do
+        BUILTIN[$(modname "$p")]=1
+    done < "$MODDIR/modules.builtin"
+fi
+
+# Decompress into the staging dir if needed; print the staged file name.
+ROOT=$WORK/root
+mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,lib/modules}
+stage_module() {
+    local name=$1 src=$MODDIR/${MODPATH[$1]} dst=$ROOT/lib/modules/$1.ko
+    case "$src" in
+        *.ko) cp "$src" "$dst" ;;
+        *.ko.xz) xz -dc "$src" > "$dst" || die "xz failed on $src" ;;
+        *.ko.zst) zstd -qdc "$src" > "$dst" || die "zstd failed on $src" ;;
+        *.ko.gz) gzip -dc "$src" > "$dst" || die "gzip failed on $src" ;;
+        *) die "unknown module format: $src" ;;
+    esac
+}
+
+mod_depends() {
+    # The .modinfo section holds NUL-separated "key=value" strings.
+    tr '\0' '\n' < "$ROOT/lib/modules/$1.ko" | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '
+}
+
+declare -A VISITED=()
+LOAD_ORDER=()
+visit() {
+    local name=$1 dep
+    [ -n "${VISITED[$name]:-}" ] && return 0
+    VISITED[$name]=1
+    if [ -n "${BUILTIN[$name]:-}" ]; then
+        log "module $name is built into the kernel"
+        return 0
+    fi
+    [ -n "${MODPATH[$name]:-}" ] || die "module $name not found in $kpkg"
+    stage_module "$name"
+    for dep in $(mod_depends "$name"); do
+        visit "$dep"
+    done
+    LOAD_ORDER+=("$name")     # post-order: dependencies first
+}
+for m in $WANTED_MODULES; do visit "$m"; done
+printf '%s\n' "${LOAD_ORDER[@]}" > "$ROOT/lib/modules/load-order"
+log "module load order: ${LOAD_ORDER[*]}"
+
+# ---- initramfs -------------------------------------------------------------
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+for applet in $("$ROOT/bin/busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$ROOT/bin/$applet"
+done
+ln -s bin "$ROOT/sbin"
+cp "$INIT_SRC" "$ROOT/init"
+chmod 755 "$ROOT/init"
+echo "$kpkg $kver_pkg ($kver)" > "$ROOT/kernel-package"
+
+(cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 > "$WORK/initrd.gz"
+cp "$vmlinuz" "$WORK/vmlinuz"
+
+# Install atomically-ish: stamp last, so an interrupted build is not reused.
+rm -f "$stamp"
+mv -f "$WORK/vmlinuz" "$OUTDIR/vmlinuz"
+mv -f "$WORK/initrd.gz" "$OUTDIR/initrd.gz"
+{
+    echo "inputs=$inputs_hash"
+    echo "kernel_pkg=$kpkg $kver_pkg"
+    echo "kernel_release=$kver"
+    echo "modules=${LOAD_ORDER[*]}"
+} > "$stamp"
+log "guest ready in $OUTDIR ($kpkg $kver_pkg)"
+echo "KERNEL=$OUTDIR/vmlinuz"
+echo "INITRD=$OUTDIR/initrd.gz"
