@@ -279,7 +279,11 @@ void Session::update_ring(Ring &r)
 		r.active = false;
 		logger().debug("queue {} stopped", r.queue.index());
 		device_.queue_stopped(r.queue);
-		r.queue.new_generation();
+		/* Chains the device still held are lost unless it completes in order. */
+		if (r.queue.in_flight() && device_.queue_in_order(r.queue.index()))
+			r.queue.rewind_in_flight();
+		else
+			r.queue.new_generation();
 	}
 }
 

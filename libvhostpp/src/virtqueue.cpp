@@ -202,6 +202,12 @@ void Virtqueue::set_base(uint32_t base)
 	last_avail_ = static_cast<uint16_t>(base);
 }
 
+void Virtqueue::rewind_in_flight()
+{
+	last_avail_ = static_cast<uint16_t>(last_avail_ - in_flight_);
+	new_generation();
+}
+
 void Virtqueue::new_generation()
 {
 	generation_++;

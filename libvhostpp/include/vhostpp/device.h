@@ -59,6 +59,20 @@ public:
 		return 1024;
 	}
 
+	/**
+	 * \brief True if the device completes the chains of \a queue in the order it
+	 * popped them.
+	 *
+	 * Then chains still in flight when the ring stops (GET_VRING_BASE, e.g. a
+	 * VM pause) are not lost: the base reported is rewound past them, so the
+	 * ring's next start hands them to the device again.
+	 */
+	virtual bool queue_in_order(unsigned queue) const
+	{
+		(void)queue;
+		return false;
+	}
+
 	/** \brief Size of the config space; 0 means none (PROTOCOL_F_CONFIG not offered). */
 	virtual uint32_t config_size() const { return 0; }
 	/** \brief Fill \a out with config bytes at \a offset; false refuses the read.

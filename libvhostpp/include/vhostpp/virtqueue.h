@@ -152,6 +152,11 @@ public:
 	void remap(std::shared_ptr<const GuestMemory> memory);
 	/** \brief SET_VRING_BASE. */
 	void set_base(uint32_t base);
+	/**
+	 * \brief Give back the chains still in flight, for a device that completes in
+	 * order: they are the last ones popped, so the next start pops them again.
+	 */
+	void rewind_in_flight();
 	/** \brief The next avail index the device would read (GET_VRING_BASE's answer). */
 	uint16_t base() const { return last_avail_; }
 	void set_features(Features features) { features_ = features; }
