@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+/* The daemon's command line, parsed in-process and run as the real binary. */
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <vhostpp/frontend.h>
+
+#include "cli.h"
+#include "daemon_process.h"
+#include "socket_client.h"
+#include "virtio_snd.h"
+
+using namespace vhost_sound;
+using sound_test::DaemonProcess;
+
+namespace {
+
+CliResult parse(std::vector<std::string> args)
+{
+	args.insert(args.begin(), "vhost-sound");
+	std::vector<const char *> argv;
+	for (auto &a : args)
+		argv.push_back(a.c_str());
+	return parse_command_line(static_cast<int>(argv.size()), argv.data());
+}
+
+struct TempDir {
+	std::string path;
+	TempDir()
+	{
+		char tmpl[] = "/tmp/vhost-sound-cli-XXXXXX";
+		path = ::mkdtemp(tmpl);
+	}
+	~TempDir() { std::filesystem::remove_all(path); }
+};
+
+/* A listening Unix socket at \a path, as a service manager would pass it. */
+int listening_socket(const std::string &path)
+{
+	const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+	sockaddr_un addr{};
+	addr.sun_family = AF_UNIX;
+	std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+	if (::bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) || ::listen(fd, 4))
+		throw std::runtime_error("bind/listen failed");
+	return fd;
+}
+
+} // namespace
+
+TEST_CASE("command line: defaults and every option", "[cli]")
+{
+	auto r = parse({ "--socket", "/tmp/s" });
+	REQUIRE(r.options);
+	CHECK(*r.options->socket_path == "/tmp/s");
+	CHECK(r.options->backend == "null");
+	CHECK(r.options->output_enabled);
+	CHECK_FALSE(r.options->input_enabled);
+	CHECK_FALSE(r.options->control_socket);
+	CHECK(r.options->log_level == spdlog::level::info);
+
+	r = parse({ "--socket", "/tmp/s", "--backend", "null", "--initial-streams", "output,input",
+		    "--control-socket", "/tmp/c", "--log-level", "debug" });
+	REQUIRE(r.options);
+	CHECK(r.options->input_enabled);
+	CHECK(r.options->output_enabled);
+	CHECK(*r.options->control_socket == "/tmp/c");
+	CHECK(r.options->log_level == spdlog::level::debug);
+
+	r = parse({ "--socket", "/tmp/s", "--streams", "input" });
+	REQUIRE(r.options);
+	CHECK_FALSE(r.options->output_enabled);
+	CHECK(r.options->input_enabled);
+
+	r = parse({ "--socket", "/tmp/s", "--initial-streams", "none" });
+	REQUIRE(r.options);
+	CHECK_FALSE(r.options->output_enabled);
+	CHECK_FALSE(r.options->input_enabled);
+
+	r = parse({ "--socket-fd", "0" });
+	REQUIRE(r.options);
+	CHECK(*r.options->socket_fd == 0);
+
+	r = parse({ "-h" });
+	CHECK_FALSE(r.options);
+	CHECK(r.exit_code == 0);
+	CHECK(r.message.find("--socket-fd") != std::string::npos);
+	r = parse({ "-V" });
+	CHECK(r.exit_code == 0);
+	CHECK(r.message.rfind("vhost-sound ", 0) == 0);
+}
+
+namespace {
+
+/* Each: the arguments and a word the one-line message must contain. */
+const std::vector<std::pair<std::vector<std::string>, std::string>> kBadCommandLines = {
+	{ {}, "required" },
+	{ { "--socket", "/tmp/a", "--socket-fd", "0" }, "mutually exclusive" },
+	{ { "--socket" }, "missing" },
+	{ { "--socket", "" }, "non-empty" },
+	{ { "--socket", "/tmp/a", "--socket", "/tmp/b" }, "more than once" },
+	{ { "--socket-fd", "abc" }, "not a file descriptor" },
+	{ { "--socket-fd", "-1" }, "not a file descriptor" },
+	{ { "--socket-fd", "3x" }, "not a file descriptor" },
+	{ { "--socket-fd", "987" }, "not an open file descriptor" },
+	{ { "--socket", "/tmp/a", "--backend", "alsa" }, "not available in this build" },
+	{ { "--socket", "/tmp/a", "--backend", "pipewire" }, "not available in this build" },
+	{ { "--socket", "/tmp/a", "--backend", "oss" }, "unknown back-end" },
+	{ { "--socket", "/tmp/a", "--initial-streams", "speaker" }, "--initial-streams" },
+	{ { "--socket", "/tmp/a", "--initial-streams", "output," }, "--initial-streams" },
+	{ { "--socket", "/tmp/a", "--streams", "output,,input" }, "--streams" },
+	{ { "--socket", "/tmp/a", "--streams", "input", "--initial-streams", "output" }, "alias" },
+	{ { "--socket", "/tmp/a", "--control-socket", "/tmp/a" }, "same path" },
+	{ { "--socket", "/tmp/a", "--control-socket", "" }, "non-empty" },
+	{ { "--socket", "/tmp/a", "--log-level", "loud" }, "--log-level" },
+	{ { "--socket", "/tmp/a", "--frobnicate" }, "unrecognised" },
+	{ { "--socket", "/tmp/a", "extra" }, "positional" },
+};
+
+} // namespace
+
+TEST_CASE("command line: every bad combination is refused with status 2 and one line", "[cli]")
+{
+	for (const auto &[args, word] : kBadCommandLines) {
+		std::string joined;
+		for (const auto &a : args)
+			joined += a + " ";
+		INFO("arguments: " << joined);
+		const auto r = parse(args);
+		CHECK_FALSE(r.options);
+		CHECK(r.exit_code == kExitUsage);
+		CHECK(r.message.find(word) != std::string::npos);
+		CHECK(r.message.find('\n') == std::string::npos);
+	}
+}
+
+TEST_CASE("the binary exits 2 with one line on stderr for every bad command line", "[cli][process]")
+{
+	for (const auto &[args, word] : kBadCommandLines) {
+		std::string joined;
+		for (const auto &a : args)
+			joined += a + " ";
+		INFO("arguments: " << joined);
+		DaemonProcess p(args);
+		CHECK(p.wait() == std::optional<int>(2));
+		const std::string err = p.err();
+		INFO("stderr: " << err);
+		CHECK(err.rfind("vhost-sound: ", 0) == 0);
+		CHECK(err.find(word) != std::string::npos);
+		CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+		CHECK(p.out().empty());
+	}
+
+	/* An fd that is open but not a listening socket. */
+	DaemonProcess p({ "--socket-fd", "0" });
+	CHECK(p.wait() == std::optional<int>(2));
+	CHECK(p.err().rfind("vhost-sound: --socket-fd 0: ", 0) == 0);
+
+	DaemonProcess help({ "--help" });
+	CHECK(help.wait() == std::optional<int>(0));
+	CHECK(help.out().find("--initial-streams") != std::string::npos);
+}
+
+TEST_CASE("--socket-fd serves an inherited listening socket", "[cli][process]")
+{
+	TempDir dir;
+	const std::string path = dir.path + "/inherited.sock";
+	const int fd = listening_socket(path);
+	DaemonProcess daemon({ "--socket-fd", "3", "--log-level", "warn" }, fd);
+	::close(fd);
+
+	vhostpp::DeviceDriver driver(path, { { 64, 64, 64, 64 } });
+	const auto config = driver.frontend().get_config(0, 12);
+	REQUIRE(config.size() == 12);
+	uint32_t words[3];
+	std::memcpy(words, config.data(), sizeof(words));
+	CHECK(words[0] == 2); /* jacks */
+	CHECK(words[1] == 2); /* streams */
+	CHECK(words[2] > 0);  /* chmaps */
+	CHECK(driver.frontend().get_queue_num() == 4);
+
+	daemon.signal(SIGTERM);
+	CHECK(daemon.wait() == std::optional<int>(0));
+}
+
+TEST_CASE("SIGINT and SIGTERM shut down cleanly and remove the socket files", "[cli][process]")
+{
+	for (int sig : { SIGINT, SIGTERM }) {
+		INFO("signal " << sig);
+		TempDir dir;
+		const std::string sock = dir.path + "/snd.sock";
+		const std::string ctl = dir.path + "/ctl.sock";
+		DaemonProcess daemon({ "--socket", sock, "--control-socket", ctl, "--streams",
+				       "output,input", "--log-level", "warn" });
+
+		/* The control socket answers once the daemon is up. */
+		std::optional<std::string> reply;
+		for (int i = 0; i < 200 && !reply; i++) {
+			try {
+				sound_test::LineClient client(ctl);
+				reply = client.ask("QUERY");
+			} catch (const std::exception &) {
+				std::this_thread::sleep_for(std::chrono::milliseconds(10));
+			}
+		}
+		REQUIRE(reply);
+		CHECK(reply->find("output=on input=on") != std::string::npos);
+		CHECK(std::filesystem::exists(sock));
+
+		/* And a front-end may be connected while the signal comes. */
+		vhostpp::DeviceDriver driver(sock, { { 64, 64, 64, 64 } });
+		daemon.signal(sig);
+		CHECK(daemon.wait() == std::optional<int>(0));
+		CHECK_FALSE(std::filesystem::exists(sock));
+		CHECK_FALSE(std::filesystem::exists(ctl));
+	}
+}
+
+TEST_CASE("the default enables output only", "[cli][process]")
+{
+	TempDir dir;
+	const std::string sock = dir.path + "/snd.sock";
+	const std::string ctl = dir.path + "/ctl.sock";
+	DaemonProcess daemon({ "--socket", sock, "--control-socket", ctl, "--log-level", "warn" });
+	std::optional<std::string> reply;
+	for (int i = 0; i < 200 && !reply; i++) {
+		try {
+			sound_test::LineClient client(ctl);
+			reply = client.ask("QUERY");
+		} catch (const std::exception &) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+	}
+	REQUIRE(reply);
+	CHECK(reply->find("output=on input=off") != std::string::npos);
+	daemon.signal(SIGTERM);
+	CHECK(daemon.wait() == std::optional<int>(0));
+}

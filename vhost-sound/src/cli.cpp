@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+#include "cli.h"
+
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <fcntl.h>
+#include <sstream>
+
+#include "version.h"
+
+namespace vhost_sound {
+
+namespace po = boost::program_options;
+
+namespace {
+
+CliResult usage_error(const std::string &what)
+{
+	return { std::nullopt, kExitUsage, "vhost-sound: " + what + " (see --help)" };
+}
+
+std::optional<int> parse_fd(const std::string &text)
+{
+	int fd = -1;
+	const char *end = text.data() + text.size();
+	const auto [ptr, ec] = std::from_chars(text.data(), end, fd);
+	if (ec != std::errc() || ptr != end || fd < 0)
+		return std::nullopt;
+	return fd;
+}
+
+} // namespace
+
+std::optional<std::pair<bool, bool>> parse_stream_list(const std::string &list)
+{
+	bool output = false;
+	bool input = false;
+	if (list.empty() || list == "none")
+		return std::pair{ output, input };
+	std::stringstream ss(list);
+	std::string item;
+	while (std::getline(ss, item, ',')) {
+		if (item == "output")
+			output = true;
+		else if (item == "input")
+			input = true;
+		else
+			return std::nullopt;
+	}
+	/* A trailing comma leaves an empty last item that getline does not report. */
+	if (list.back() == ',')
+		return std::nullopt;
+	return std::pair{ output, input };
+}
+
+CliResult parse_command_line(int argc, const char *const argv[])
+{
+	po::options_description desc("Usage: vhost-sound --socket PATH | --socket-fd FD [options]\n\n"
+				     "A virtio-sound device for QEMU's vhost-user-snd-pci.\n\nOptions");
+	// clang-format off
+	desc.add_options()
+		("socket", po::value<std::string>()->value_name("PATH"),
+		 "listen for the vhost-user front-end on the Unix socket PATH")
+		("socket-fd", po::value<std::string>()->value_name("FD"),
+		 "serve on the already listening Unix socket FD (inherited)")
+		("backend", po::value<std::string>()->value_name("NAME")->default_value("null"),
+		 "audio back-end: null (alsa and pipewire are not built yet)")
+		("initial-streams", po::value<std::string>()->value_name("LIST"),
+		 "directions enabled at start: output, input, output,input or none "
+		 "(default: output)")
+		("streams", po::value<std::string>()->value_name("LIST"),
+		 "alias of --initial-streams")
+		("control-socket", po::value<std::string>()->value_name("PATH"),
+		 "serve the control protocol (QUERY, SET, STATUS) on the Unix socket PATH (mode 0600)")
+		("log-level", po::value<std::string>()->value_name("LEVEL")->default_value("info"),
+		 "trace, debug, info, warn, error, critical or off")
+		("help,h", "print this help and exit")
+		("version,V", "print the version and exit");
+	// clang-format on
+
+	po::variables_map vm;
+	try {
+		po::store(po::command_line_parser(argc, argv).options(desc).positional({}).run(), vm);
+		po::notify(vm);
+	} catch (const po::error &e) {
+		return usage_error(e.what());
+	}
+
+	if (vm.count("help")) {
+		std::ostringstream out;
+		out << desc;
+		return { std::nullopt, 0, out.str() };
+	}
+	if (vm.count("version"))
+		return { std::nullopt, 0, std::string("vhost-sound ") + kVersion + "\n" };
+
+	CliOptions options;
+
+	const bool has_path = vm.count("socket");
+	const bool has_fd = vm.count("socket-fd");
+	if (has_path == has_fd)
+		return usage_error(has_path ? "--socket and --socket-fd are mutually exclusive"
+					    : "one of --socket PATH or --socket-fd FD is required");
+	if (has_path) {
+		options.socket_path = vm["socket"].as<std::string>();
+		if (options.socket_path->empty())
+			return usage_error("--socket needs a non-empty path");
+	} else {
+		const std::string text = vm["socket-fd"].as<std::string>();
+		options.socket_fd = parse_fd(text);
+		if (!options.socket_fd)
+			return usage_error("--socket-fd '" + text + "' is not a file descriptor number");
+		if (::fcntl(*options.socket_fd, F_GETFD) < 0)
+			return usage_error("--socket-fd " + text + " is not an open file descriptor");
+	}
+
+	options.backend = vm["backend"].as<std::string>();
+	if (options.backend == "alsa" || options.backend == "pipewire")
+		return usage_error("back-end '" + options.backend + "' is not available in this build");
+	if (options.backend != "null")
+		return usage_error("unknown back-end '" + options.backend + "' (null, alsa, pipewire)");
+
+	if (vm.count("initial-streams") && vm.count("streams"))
+		return usage_error("--initial-streams and its alias --streams given together");
+	const char *streams_option = vm.count("streams") ? "streams" : "initial-streams";
+	if (vm.count(streams_option)) {
+		const std::string list = vm[streams_option].as<std::string>();
+		const auto flags = parse_stream_list(list);
+		if (!flags)
+			return usage_error("--" + std::string(streams_option) + " '" + list +
+					   "': expected a comma-separated list of output, input (or none)");
+		options.output_enabled = flags->first;
+		options.input_enabled = flags->second;
+	}
+
+	if (vm.count("control-socket")) {
+		options.control_socket = vm["control-socket"].as<std::string>();
+		if (options.control_socket->empty())
+			return usage_error("--control-socket needs a non-empty path");
+		if (options.socket_path && *options.socket_path == *options.control_socket)
+			return usage_error("--control-socket and --socket name the same path");
+	}
+
+	const std::string level = vm["log-level"].as<std::string>();
+	options.log_level = spdlog::level::from_str(level);
+	/* from_str() maps unknown names to "off"; only "off" itself may mean off. */
+	if (options.log_level == spdlog::level::off && level != "off")
+		return usage_error("--log-level '" + level +
+				   "': expected trace, debug, info, warn, error, critical or off");
+
+	return { options, 0, {} };
+}
+
+} // namespace vhost_sound

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+#include "sound_device.h"
+
+#include <cstring>
+
+namespace vhost_sound {
+
+using namespace virtio_snd;
+using vhostpp::DescriptorChain;
+using vhostpp::Virtqueue;
+
+SoundDevice::SoundDevice(AudioBackend &backend, const Options &options)
+	: backend_(backend),
+	  chmaps_(channel_maps(backend.capabilities(Direction::Output),
+			       backend.capabilities(Direction::Input)))
+{
+	streams_[kOutputStream] = std::make_unique<PcmStream>(kOutputStream, Direction::Output, backend,
+							      options.output_enabled, options.tuning);
+	streams_[kInputStream] = std::make_unique<PcmStream>(kInputStream, Direction::Input, backend,
+							     options.input_enabled, options.tuning);
+	config_.jacks = Jacks::kCount;
+	config_.streams = kNumStreams;
+	config_.chmaps = static_cast<uint32_t>(chmaps_.size());
+	config_.controls = 0;
+}
+
+SoundDevice::~SoundDevice() = default;
+
+bool SoundDevice::read_config(uint32_t offset, std::span<uint8_t> out)
+{
+	/* The library checked offset + size against config_size(); check again,
+	 * it costs nothing. */
+	if (offset > sizeof(config_) || out.size() > sizeof(config_) - offset)
+		return false;
+	std::memcpy(out.data(), reinterpret_cast<const uint8_t *>(&config_) + offset, out.size());
+	return true;
+}
+
+void SoundDevice::queue_started(Virtqueue &queue)
+{
+	if (queue.index() >= kNumQueues)
+		return;
+	queues_[queue.index()] = &queue;
+	for (auto &stream : streams_) {
+		if ((queue.index() == kTxQueue && stream->direction() == Direction::Output) ||
+		    (queue.index() == kRxQueue && stream->direction() == Direction::Input))
+			stream->attach_queue(&queue);
+	}
+}
+
+void SoundDevice::queue_stopped(Virtqueue &queue)
+{
+	if (queue.index() >= kNumQueues)
+		return;
+	queues_[queue.index()] = nullptr;
+	/* Chains popped from a stopped ring must not be touched again. */
+	if (queue.index() == kEventQueue)
+		events_.clear();
+	for (auto &stream : streams_) {
+		if ((queue.index() == kTxQueue && stream->direction() == Direction::Output) ||
+		    (queue.index() == kRxQueue && stream->direction() == Direction::Input))
+			stream->attach_queue(nullptr);
+	}
+}
+
+void SoundDevice::queue_kicked(Virtqueue &queue)
+{
+	switch (queue.index()) {
+	case kControlQueue:
+		process_control(queue);
+		break;
+	case kEventQueue:
+		process_events(queue);
+		break;
+	case kTxQueue:
+		process_io(queue, Direction::Output);
+		break;
+	case kRxQueue:
+		process_io(queue, Direction::Input);
+		break;
+	default:
+		break;
+	}
+}
+
+void SoundDevice::reset()
+{
+	for (auto &stream : streams_) {
+		stream->attach_queue(nullptr);
+		stream->reset();
+	}
+	jacks_.reset();
+	events_.clear();
+	queues_ = {};
+}
+
+void SoundDevice::set_enabled(Direction direction, bool enabled)
+{
+	for (auto &stream : streams_) {
+		if (stream->direction() == direction && stream->enabled() != enabled) {
+			stream->set_enabled(enabled);
+			logger().info("{} {}", direction_name(direction), enabled ? "enabled" : "disabled");
+		}
+	}
+}
+
+bool SoundDevice::enabled(Direction direction) const
+{
+	for (const auto &stream : streams_) {
+		if (stream->direction() == direction)
+			return stream->enabled();
+	}
+	return false;
+}
+
+std::vector<PcmStream::Stats> SoundDevice::stream_stats() const
+{
+	std::vector<PcmStream::Stats> stats;
+	for (const auto &stream : streams_)
+		stats.push_back(stream->stats());
+	return stats;
+}
+
+/* ---- control queue ---- */
+
+void SoundDevice::process_control(Virtqueue &queue)
+{
+	while (auto chain = queue.pop()) {
+		if (chain->writable_bytes() < sizeof(Hdr)) {
+			if (control_log_.allow())
+				logger().warn("control request (head {}): response buffer of {} bytes cannot "
+					      "hold a status; returned unanswered",
+					      chain->head(), chain->writable_bytes());
+			queue.push(*chain, 0);
+			continue;
+		}
+		size_t written = sizeof(Hdr);
+		const Status status = handle_control(*chain, written);
+		if (status != Status::Ok)
+			written = sizeof(Hdr);
+		chain->write_object(0, Hdr{ static_cast<uint32_t>(status) });
+		queue.push(*chain, static_cast<uint32_t>(written));
+	}
+	queue.notify();
+}
+
+Status SoundDevice::handle_control(const DescriptorChain &chain, size_t &written)
+{
+	const auto hdr = chain.read_object<Hdr>(0);
+	if (!hdr) {
+		if (control_log_.allow())
+			logger().warn("control request (head {}): {} readable bytes, shorter than a header",
+				      chain.head(), chain.readable_bytes());
+		return Status::BadMsg;
+	}
+
+	switch (hdr->code) {
+	case kJackInfo:
+		return handle_query<JackInfo>(
+			chain, Jacks::kCount, [this](uint32_t id) { return jacks_.info(id); }, written);
+	case kPcmInfo:
+		return handle_query<PcmInfo>(
+			chain, kNumStreams, [this](uint32_t id) { return pcm_info(id); }, written);
+	case kChmapInfo:
+		return handle_query<ChmapInfo>(
+			chain, static_cast<uint32_t>(chmaps_.size()),
+			[this](uint32_t id) { return chmaps_[id]; }, written);
+	case kJackRemap: {
+		const auto req = chain.read_object<JackRemap>(0);
+		if (!req || req->hdr.jack_id >= Jacks::kCount) {
+			if (control_log_.allow())
+				logger().warn("JACK_REMAP: {}", req ? "jack_id out of range" : "request too short");
+			return Status::BadMsg;
+		}
+		return jacks_.remap(req->hdr.jack_id, req->association, req->sequence);
+	}
+	case kPcmSetParams:
+	case kPcmPrepare:
+	case kPcmRelease:
+	case kPcmStart:
+	case kPcmStop:
+		return handle_pcm(chain, hdr->code);
+	default:
+		if (control_log_.allow())
+			logger().warn("control request code {:#x} is not supported", hdr->code);
+		return Status::NotSupp;
+	}
+}
+
+template<typename Item, typename Fill>
+Status SoundDevice::handle_query(const DescriptorChain &chain, uint32_t total, Fill fill,
+				 size_t &written)
+{
+	const auto req = chain.read_object<QueryInfo>(0);
+	auto refuse = [&](const char *why) {
+		if (control_log_.allow())
+			logger().warn("{}: {}", request_name(req ? req->hdr.code : 0), why);
+		return Status::BadMsg;
+	};
+	if (!req)
+		return refuse("request shorter than virtio_snd_query_info");
+	if (req->size < sizeof(Item))
+		return refuse("item size smaller than the structure");
+	if (uint64_t{req->start_id} + req->count > total)
+		return refuse("start_id + count past the last item");
+	const uint64_t needed = sizeof(Hdr) + uint64_t{req->count} * req->size;
+	if (chain.writable_bytes() < needed)
+		return refuse("response buffer smaller than count * size");
+
+	/* A driver newer than this device may ask for larger items: the extra
+	 * bytes of each are zero. */
+	size_t at = sizeof(Hdr);
+	for (uint32_t i = 0; i < req->count; i++) {
+		const Item item = fill(req->start_id + i);
+		chain.write_object(at, item);
+		if (req->size > sizeof(Item))
+			chain.fill(at + sizeof(Item), 0, req->size - sizeof(Item));
+		at += req->size;
+	}
+	written = at;
+	return Status::Ok;
+}
+
+Status SoundDevice::handle_pcm(const DescriptorChain &chain, uint32_t code)
+{
+	const auto hdr = chain.read_object<PcmHdr>(0);
+	if (!hdr || hdr->stream_id >= kNumStreams) {
+		if (control_log_.allow())
+			logger().warn("{}: {}", request_name(code),
+				      hdr ? "stream_id out of range" : "request too short");
+		return Status::BadMsg;
+	}
+	PcmStream &stream = *streams_[hdr->stream_id];
+
+	switch (code) {
+	case kPcmSetParams: {
+		const auto req = chain.read_object<PcmSetParams>(0);
+		if (!req) {
+			if (control_log_.allow())
+				logger().warn("PCM_SET_PARAMS: request too short");
+			return Status::BadMsg;
+		}
+		return stream.set_params(*req);
+	}
+	case kPcmPrepare:
+		return stream.prepare();
+	case kPcmRelease:
+		return stream.release();
+	case kPcmStart:
+		return stream.start();
+	case kPcmStop:
+		return stream.stop();
+	default:
+		return Status::NotSupp;
+	}
+}
+
+PcmInfo SoundDevice::pcm_info(uint32_t id) const
+{
+	const PcmStream &stream = *streams_[id];
+	const PcmCapabilities &caps = stream.capabilities();
+	PcmInfo info{};
+	info.hdr.hda_fn_nid = 0;
+	info.features = 0;
+	info.formats = caps.formats;
+	info.rates = caps.rates;
+	info.direction = static_cast<uint8_t>(stream.direction());
+	info.channels_min = caps.channels_min;
+	info.channels_max = caps.channels_max;
+	return info;
+}
+
+/* ---- event queue ---- */
+
+void SoundDevice::process_events(Virtqueue &queue)
+{
+	bool returned = false;
+	while (auto chain = queue.pop()) {
+		if (chain->readable_bytes() != 0 || chain->writable_bytes() < sizeof(Event)) {
+			if (io_log_.allow())
+				logger().warn("event buffer (head {}): {} readable / {} writable bytes, "
+					      "needs 0 / {}; returned unused",
+					      chain->head(), chain->readable_bytes(), chain->writable_bytes(),
+					      sizeof(Event));
+			queue.push(*chain, 0);
+			returned = true;
+			continue;
+		}
+		/* Kept for jack and xrun events. */
+		events_.push_back(std::move(*chain));
+	}
+	if (returned)
+		queue.notify();
+}
+
+/* ---- tx and rx queues ---- */
+
+void SoundDevice::process_io(Virtqueue &queue, Direction direction)
+{
+	bool returned = false;
+	while (auto chain = queue.pop()) {
+		IoMessage message(std::move(*chain), direction);
+		const char *why = nullptr;
+		const auto id = message.stream_id();
+		if (!message.has_footer())
+			why = "no room for the 8-byte status";
+		else if (!id)
+			why = "header shorter than virtio_snd_pcm_xfer";
+		else if (*id >= kNumStreams)
+			why = "stream_id out of range";
+		else if (streams_[*id]->direction() != direction)
+			why = direction == Direction::Output ? "input stream on the tx queue"
+							     : "output stream on the rx queue";
+		if (!why) {
+			streams_[*id]->submit(std::move(message));
+			continue;
+		}
+
+		if (io_log_.allow())
+			logger().warn("{} message (head {}, stream {}): {}; {}",
+				      direction == Direction::Output ? "tx" : "rx", message.chain().head(),
+				      id ? std::to_string(*id) : std::string("?"), why,
+				      message.has_footer() ? "completed with IO_ERR" : "returned with length 0");
+		message.complete(queue, Status::IoErr, 0);
+		returned = true;
+	}
+	if (returned)
+		queue.notify();
+}
+
+} // namespace vhost_sound

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+/**
+ * \file sound_device.h
+ * \brief The virtio-sound device served over vhost-user.
+ */
+#pragma once
+
+#include <array>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include <vhostpp/device.h>
+
+#include "audio_backend.h"
+#include "pcm_stream.h"
+#include "sound_log.h"
+#include "topology.h"
+#include "virtio_snd.h"
+
+namespace vhost_sound {
+
+/**
+ * \brief A virtio-sound card with one output stream (0), one input stream
+ * (1), two jacks and the back-end's channel maps.
+ *
+ * Queues: 0 control, 1 event, 2 tx, 3 rx. Control requests are answered
+ * synchronously in the order they arrive. Status codes:
+ *
+ * | condition                                                        | status   |
+ * |------------------------------------------------------------------|----------|
+ * | request shorter than its structure (header, query, PCM, remap)    | BAD_MSG  |
+ * | jack / stream id out of range; start_id + count past the end      | BAD_MSG  |
+ * | query `size` smaller than the item; response buffer too small     | BAD_MSG  |
+ * | SET_PARAMS: undefined format / rate / feature code, channels 0,   | BAD_MSG  |
+ * |   period_bytes 0, period not dividing buffer, not whole frames    |          |
+ * | transition the command lifecycle does not allow                   | BAD_MSG  |
+ * | JACK_REMAP association or sequence over 15                        | BAD_MSG  |
+ * | unknown request code (incl. CTL_*, VIRTIO_SND_F_CTLS not offered) | NOT_SUPP |
+ * | SET_PARAMS: format, rate, channels or feature not advertised;     | NOT_SUPP |
+ * |   buffer_bytes over the limit                                     |          |
+ * | back-end refused to open (PREPARE) or start (START) the stream    | IO_ERR   |
+ *
+ * A response buffer too small for even the 4-byte status is returned with
+ * length 0. I/O messages: bad stream id, a short header, the wrong queue
+ * for the stream's direction, no sample bytes, or a stream that is not
+ * prepared complete with IO_ERR (the only error status the spec allows for
+ * I/O); a message without room for its 8-byte status is returned with
+ * length 0. No guest input stops a queue or the daemon.
+ *
+ * Event queue buffers are kept for later events.
+ */
+class SoundDevice : public vhostpp::Device
+{
+public:
+	static constexpr uint32_t kOutputStream = 0;
+	static constexpr uint32_t kInputStream = 1;
+	static constexpr uint32_t kNumStreams = 2;
+
+	struct Options {
+		/** \brief Initial enable flags (the control socket changes them at run time). */
+		bool output_enabled = true;
+		bool input_enabled = false;
+		StreamTuning tuning;
+	};
+
+	/** \brief A card on \a backend, which must outlive the device. */
+	SoundDevice(AudioBackend &backend, const Options &options);
+	~SoundDevice() override;
+
+	/* ---- vhostpp::Device ---- */
+
+	unsigned num_queues() const override { return virtio_snd::kNumQueues; }
+	/** \brief 16 bytes: jacks, streams, chmaps, controls (0: VIRTIO_SND_F_CTLS not offered). */
+	/*
+	 * A driver's I/O buffers complete in the order they came (one stream per
+	 * direction, FIFO), and event buffers are used in order: so buffers held
+	 * when a ring stops (a VM pause) are handed back on its next start rather
+	 * than lost. Only a guest that mixes I/O for bad stream ids into a held
+	 * queue breaks the order, and then only its own queue.
+	 */
+	bool queue_in_order(unsigned) const override { return true; }
+	uint32_t config_size() const override { return sizeof(virtio_snd::Config); }
+	bool read_config(uint32_t offset, std::span<uint8_t> out) override;
+	void queue_started(vhostpp::Virtqueue &queue) override;
+	void queue_kicked(vhostpp::Virtqueue &queue) override;
+	void queue_stopped(vhostpp::Virtqueue &queue) override;
+	void reset() override;
+
+	/* ---- host side (control socket), on the loop's thread ---- */
+
+	/** \brief Enable or disable every stream of \a direction (takes effect at once). */
+	void set_enabled(Direction direction, bool enabled);
+	bool enabled(Direction direction) const;
+	std::vector<PcmStream::Stats> stream_stats() const;
+	const AudioBackend &backend() const { return backend_; }
+	/** \brief Event buffers the driver gave and the device keeps. */
+	size_t kept_event_buffers() const { return events_.size(); }
+	/** \brief The config space as the driver reads it. */
+	const virtio_snd::Config &config() const { return config_; }
+
+	/** \brief The stream \a id (< kNumStreams), e.g. for tests. */
+	PcmStream &stream(uint32_t id) { return *streams_.at(id); }
+
+private:
+	void process_control(vhostpp::Virtqueue &queue);
+	void process_events(vhostpp::Virtqueue &queue);
+	void process_io(vhostpp::Virtqueue &queue, Direction direction);
+
+	/* Handle one control request; on OK \a written counts the response bytes. */
+	virtio_snd::Status handle_control(const vhostpp::DescriptorChain &chain, size_t &written);
+	/* The three *_INFO requests. */
+	template<typename Item, typename Fill>
+	virtio_snd::Status handle_query(const vhostpp::DescriptorChain &chain, uint32_t total,
+					Fill fill, size_t &written);
+	virtio_snd::Status handle_pcm(const vhostpp::DescriptorChain &chain, uint32_t code);
+	virtio_snd::PcmInfo pcm_info(uint32_t id) const;
+
+	AudioBackend &backend_;
+	std::array<std::unique_ptr<PcmStream>, kNumStreams> streams_;
+	Jacks jacks_;
+	const std::vector<virtio_snd::ChmapInfo> chmaps_;
+	virtio_snd::Config config_{};
+
+	std::array<vhostpp::Virtqueue *, virtio_snd::kNumQueues> queues_{};
+	std::deque<vhostpp::DescriptorChain> events_;
+
+	LogLimiter control_log_;
+	LogLimiter io_log_;
+};
+
+} // namespace vhost_sound
