@@ -2,6 +2,9 @@
 #include "session.h"
 
 #include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <system_error>
 
@@ -84,6 +87,20 @@ std::optional<ProtocolFeature> unsupported_feature(Request code)
 	default:
 		return std::nullopt;
 	}
+}
+
+/*
+ * The loop signals and drains these fds: one that could block (a full
+ * blocking eventfd or pipe from a hostile front-end) would stall every queue.
+ */
+void make_non_blocking(Request code, const wire::VringFd &v)
+{
+	if (!v.fd.valid())
+		return;
+	int flags = ::fcntl(v.fd.get(), F_GETFL);
+	if (flags < 0 || ::fcntl(v.fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+		throw ProtocolError(fmt::format("{}: queue {} fd cannot be made non-blocking: {}",
+						name(code), v.index, std::strerror(errno)));
 }
 
 } // namespace
@@ -190,7 +207,12 @@ void Session::handle(wire::Message msg)
 		logger().debug("{} (size {}, flags 0x{:x})", name(code), header.size, header.flags);
 		reply = dispatch(req);
 	} catch (const ProtocolError &e) {
+		/* Lower layers (memory, rings) name the field; the log line must also
+		 * name the message. */
 		error = e.what();
+		std::string_view n = name(code);
+		if (error.compare(0, n.size(), n) != 0)
+			error = fmt::format("{}: {}", n, error);
 	}
 
 	/* REPLY_ACK is judged after the request: SET_PROTOCOL_FEATURES may just have enabled it. */
@@ -517,6 +539,7 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	case Request::SetVringKick: {
 		auto &v = std::get<wire::VringFd>(p);
 		Ring &r = ring(code, v.index);
+		make_non_blocking(code, v);
 		r.kick.reset();
 		if (v.fd.valid()) {
 			auto kick = std::make_unique<boost::asio::posix::stream_descriptor>(io_);
@@ -538,13 +561,17 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 
 	case Request::SetVringCall: {
 		auto &v = std::get<wire::VringFd>(p);
-		ring(code, v.index).queue.set_call(EventFd(std::move(v.fd)));
+		Ring &r = ring(code, v.index);
+		make_non_blocking(code, v);
+		r.queue.set_call(EventFd(std::move(v.fd)));
 		return std::nullopt;
 	}
 
 	case Request::SetVringErr: {
 		auto &v = std::get<wire::VringFd>(p);
-		ring(code, v.index).queue.set_err(EventFd(std::move(v.fd)));
+		Ring &r = ring(code, v.index);
+		make_non_blocking(code, v);
+		r.queue.set_err(EventFd(std::move(v.fd)));
 		return std::nullopt;
 	}
 
