@@ -26,6 +26,17 @@ PcmStream::State state_of(SoundDaemon &daemon, uint32_t stream)
 	return daemon.on_loop([&] { return daemon.device().stream(stream).state(); });
 }
 
+/* What the Linux driver does before audio flows: SET_PARAMS, PREPARE, every
+ * period of the ring buffer queued, then START. */
+void queue_all_and_start(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream)
+{
+	pcm.setup();
+	for (size_t i = 0; i < pcm.periods_per_buffer(); i++)
+		pcm.queue_slot(i);
+	pcm.kick();
+	REQUIRE(snd.pcm(vs::kPcmStart, stream) == vs::kStatusOk);
+}
+
 } // namespace
 
 TEST_CASE("config space: 12 and 16 bytes, as QEMU reads them", "[device]")
@@ -212,11 +223,7 @@ TEST_CASE("the STOP race: TX queued around PCM_STOP completes, all before RELEAS
 	SECTION("queued, started, stopped at once, released")
 	{
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-		pcm.setup();
-		for (size_t i = 0; i < 4; i++)
-			pcm.queue_slot(i);
-		pcm.kick();
-		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		queue_all_and_start(snd, pcm, 0);
 		PcmRun run;
 		pcm.finish(run);
 		CHECK(run.stop_status == vs::kStatusOk);
@@ -228,11 +235,7 @@ TEST_CASE("the STOP race: TX queued around PCM_STOP completes, all before RELEAS
 	SECTION("a period completes, STOP, the driver's re-queue arrives after STOP, RELEASE")
 	{
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-		pcm.setup();
-		for (size_t i = 0; i < 4; i++)
-			pcm.queue_slot(i);
-		pcm.kick();
-		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		queue_all_and_start(snd, pcm, 0);
 		PcmRun run;
 		const size_t slot = pcm.wait_completion(run);
 		CHECK(run.statuses.at(0) == vs::kStatusOk);
@@ -259,11 +262,7 @@ TEST_CASE("the STOP race: TX queued around PCM_STOP completes, all before RELEAS
 	SECTION("STOP keeps pending buffers and START resumes them")
 	{
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-		pcm.setup();
-		for (size_t i = 0; i < 4; i++)
-			pcm.queue_slot(i);
-		pcm.kick();
-		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		queue_all_and_start(snd, pcm, 0);
 		PcmRun run;
 		pcm.wait_completion(run);
 		REQUIRE(snd.pcm(vs::kPcmStop, 0) == vs::kStatusOk);
@@ -289,11 +288,7 @@ TEST_CASE("capture RELEASE returns partly filled buffers with what they got", "[
 	config.period_bytes = 48000;
 	config.buffer_bytes = 4 * 48000;
 	LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
-	pcm.setup();
-	for (size_t i = 0; i < 4; i++)
-		pcm.queue_slot(i);
-	pcm.kick();
-	REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
+	queue_all_and_start(snd, pcm, 1);
 	PcmRun run;
 	pcm.wait_completion(run);
 	REQUIRE(snd.pcm(vs::kPcmStop, 1) == vs::kStatusOk);
@@ -344,11 +339,7 @@ TEST_CASE("a front-end that leaves mid-stream resets the device; the next one pl
 		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
 		SoundDriver snd(driver);
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-		pcm.setup();
-		for (size_t i = 0; i < 4; i++)
-			pcm.queue_slot(i);
-		pcm.kick();
-		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		queue_all_and_start(snd, pcm, 0);
 		PcmRun run;
 		pcm.wait_completion(run);
 	} /* disconnects while running */
@@ -373,11 +364,7 @@ TEST_CASE("a VM pause hands held TX buffers back: GET_VRING_BASE rewinds past th
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
 	SoundDriver snd(driver);
 	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-	pcm.setup();
-	for (size_t i = 0; i < 4; i++)
-		pcm.queue_slot(i);
-	pcm.kick();
-	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	queue_all_and_start(snd, pcm, 0);
 	PcmRun run;
 	pcm.wait_completion(run);
 	REQUIRE(pcm.in_flight() > 0);
