@@ -428,12 +428,11 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	}
 
 	case Request::SetOwner:
-		owner_set_ = true;
+		/* The connection is the session: there is no other owner to exclude. */
 		return std::nullopt;
 
 	case Request::ResetOwner:
 		reset_device();
-		owner_set_ = false;
 		return std::nullopt;
 
 	case Request::GetProtocolFeatures:

@@ -86,7 +86,6 @@ private:
 	uint64_t acked_features_ = 0;
 	uint64_t protocol_features_ = 0;
 	bool protocol_features_set_ = false;
-	bool owner_set_ = false;
 	uint8_t status_ = 0;
 	UniqueFd backend_channel_;
 };
