@@ -263,9 +263,7 @@ public:
 		/* The application fills the whole buffer before the stream starts. */
 		for (size_t i = 0; i < periods_; i++)
 			write_period(i, i);
-		for (size_t i = 0; i < periods_; i++)
-			queue_slot(i);
-		kick();
+		queue_all();
 
 		PcmRun run;
 		const auto t0 = Clock::now();
@@ -301,9 +299,7 @@ public:
 	PcmRun capture(size_t periods)
 	{
 		setup();
-		for (size_t i = 0; i < periods_; i++)
-			queue_slot(i);
-		kick();
+		queue_all();
 
 		PcmRun run;
 		const auto t0 = Clock::now();
@@ -329,6 +325,15 @@ public:
 		run.periods = received;
 		finish(run);
 		return run;
+	}
+
+	/** \brief What the driver does before PCM_START: queue every period of the
+	 *  ring buffer, then kick. */
+	void queue_all()
+	{
+		for (size_t i = 0; i < periods_; i++)
+			queue_slot(i);
+		kick();
 	}
 
 	/** \brief Queue period \a slot's message (not kicked). */

@@ -31,9 +31,7 @@ PcmStream::State state_of(SoundDaemon &daemon, uint32_t stream)
 void queue_all_and_start(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream)
 {
 	pcm.setup();
-	for (size_t i = 0; i < pcm.periods_per_buffer(); i++)
-		pcm.queue_slot(i);
-	pcm.kick();
+	pcm.queue_all();
 	REQUIRE(snd.pcm(vs::kPcmStart, stream) == vs::kStatusOk);
 }
 

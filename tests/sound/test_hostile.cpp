@@ -403,9 +403,7 @@ TEST_CASE("class 31: transitions out of order, PREPARE repeated", "[hostile]")
 	config.period_bytes = 1920;
 	config.buffer_bytes = 7680;
 	LinuxPcm pcm(c.snd, 0, vs::Direction::Output, config);
-	for (size_t i = 0; i < 4; i++)
-		pcm.queue_slot(i);
-	pcm.kick();
+	pcm.queue_all();
 	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
 	CHECK(snd.pcm(vs::kPcmRelease, 0) == vs::kStatusBadMsg);
 	CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusBadMsg);
