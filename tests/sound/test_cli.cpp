@@ -120,6 +120,23 @@ const std::vector<std::pair<std::vector<std::string>, std::string>> kBadCommandL
 	{ { "--socket", "/tmp/a", "extra" }, "positional" },
 };
 
+/*
+ * QUERY on the daemon's control socket once it exists: a path cannot be
+ * waited on, so retry for up to 2 s while the daemon starts.
+ */
+std::optional<std::string> query_when_up(const std::string &ctl)
+{
+	for (int i = 0; i < 200; i++) {
+		try {
+			sound_test::LineClient client(ctl);
+			return client.ask("QUERY");
+		} catch (const std::exception &) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+	}
+	return std::nullopt;
+}
+
 } // namespace
 
 TEST_CASE("command line: every bad combination is refused with status 2 and one line", "[cli]")
@@ -197,15 +214,7 @@ TEST_CASE("SIGINT and SIGTERM shut down cleanly and remove the socket files", "[
 				       "output,input", "--log-level", "warn" });
 
 		/* The control socket answers once the daemon is up. */
-		std::optional<std::string> reply;
-		for (int i = 0; i < 200 && !reply; i++) {
-			try {
-				sound_test::LineClient client(ctl);
-				reply = client.ask("QUERY");
-			} catch (const std::exception &) {
-				std::this_thread::sleep_for(std::chrono::milliseconds(10));
-			}
-		}
+		const auto reply = query_when_up(ctl);
 		REQUIRE(reply);
 		CHECK(reply->find("output=on input=on") != std::string::npos);
 		CHECK(std::filesystem::exists(sock));
@@ -225,15 +234,7 @@ TEST_CASE("the default enables output only", "[cli][process]")
 	const std::string sock = dir.path + "/snd.sock";
 	const std::string ctl = dir.path + "/ctl.sock";
 	DaemonProcess daemon({ "--socket", sock, "--control-socket", ctl, "--log-level", "warn" });
-	std::optional<std::string> reply;
-	for (int i = 0; i < 200 && !reply; i++) {
-		try {
-			sound_test::LineClient client(ctl);
-			reply = client.ask("QUERY");
-		} catch (const std::exception &) {
-			std::this_thread::sleep_for(std::chrono::milliseconds(10));
-		}
-	}
+	const auto reply = query_when_up(ctl);
 	REQUIRE(reply);
 	CHECK(reply->find("output=on input=off") != std::string::npos);
 	daemon.signal(SIGTERM);
