@@ -46,46 +46,19 @@ size_t used_bytes(uint32_t n) { return 6 + 8ul * n; }
  * DescriptorChain
  */
 
-size_t DescriptorChain::read(size_t offset, std::span<uint8_t> out) const
-{
-	size_t done = 0;
-	for (const auto &seg : readable_) {
-		if (done == out.size())
-			break;
-		if (offset >= seg.size()) {
-			offset -= seg.size();
-			continue;
-		}
-		size_t n = std::min(seg.size() - offset, out.size() - done);
-		std::memcpy(out.data() + done, seg.data() + offset, n);
-		done += n;
-		offset = 0;
-	}
-	return done;
-}
+namespace {
 
-size_t DescriptorChain::write(size_t offset, std::span<const uint8_t> in) const
+/*
+ * Walk \a len bytes of \a segments starting \a offset bytes in, across
+ * segment boundaries; \a step(segment bytes, bytes done so far) handles each
+ * piece. Returns the bytes walked (less than \a len if the segments end).
+ */
+template<typename Step>
+size_t walk_segments(const std::vector<std::span<uint8_t>> &segments, size_t offset, size_t len,
+		     Step step)
 {
 	size_t done = 0;
-	for (const auto &seg : writable_) {
-		if (done == in.size())
-			break;
-		if (offset >= seg.size()) {
-			offset -= seg.size();
-			continue;
-		}
-		size_t n = std::min(seg.size() - offset, in.size() - done);
-		std::memcpy(seg.data() + offset, in.data() + done, n);
-		done += n;
-		offset = 0;
-	}
-	return done;
-}
-
-size_t DescriptorChain::fill(size_t offset, uint8_t value, size_t len) const
-{
-	size_t done = 0;
-	for (const auto &seg : writable_) {
+	for (const auto &seg : segments) {
 		if (done == len)
 			break;
 		if (offset >= seg.size()) {
@@ -93,11 +66,34 @@ size_t DescriptorChain::fill(size_t offset, uint8_t value, size_t len) const
 			continue;
 		}
 		size_t n = std::min(seg.size() - offset, len - done);
-		std::memset(seg.data() + offset, value, n);
+		step(seg.subspan(offset, n), done);
 		done += n;
 		offset = 0;
 	}
 	return done;
+}
+
+} // namespace
+
+size_t DescriptorChain::read(size_t offset, std::span<uint8_t> out) const
+{
+	return walk_segments(readable_, offset, out.size(), [&](std::span<uint8_t> piece, size_t done) {
+		std::memcpy(out.data() + done, piece.data(), piece.size());
+	});
+}
+
+size_t DescriptorChain::write(size_t offset, std::span<const uint8_t> in) const
+{
+	return walk_segments(writable_, offset, in.size(), [&](std::span<uint8_t> piece, size_t done) {
+		std::memcpy(piece.data(), in.data() + done, piece.size());
+	});
+}
+
+size_t DescriptorChain::fill(size_t offset, uint8_t value, size_t len) const
+{
+	return walk_segments(writable_, offset, len, [&](std::span<uint8_t> piece, size_t) {
+		std::memset(piece.data(), value, piece.size());
+	});
 }
 
 /* ---------------------------------------------------------------------------
