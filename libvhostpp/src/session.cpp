@@ -183,7 +183,7 @@ void Session::on_readable()
 			return;
 		}
 		if (status == MessageReader::Status::Closed) {
-			close("front-end closed the connection");
+			end();
 			return;
 		}
 		if (status == MessageReader::Status::NeedMore)
@@ -250,11 +250,16 @@ void Session::close(const std::string &reason)
 {
 	if (closing_)
 		return;
+	logger().error("{}; closing the connection", reason);
+	end();
+}
+
+void Session::end()
+{
+	if (closing_)
+		return;
 	closing_ = true;
-	if (reason.find("closed the connection") != std::string::npos)
-		logger().info("front-end disconnected");
-	else
-		logger().error("{}; closing the connection", reason);
+	logger().info("front-end disconnected");
 	boost::system::error_code ignored;
 	socket_.cancel(ignored);
 	/* Posted, so the owner may destroy us; skipped if it already did. */

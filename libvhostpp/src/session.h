@@ -59,7 +59,10 @@ private:
 	void handle(wire::Message msg);
 	/* Executes one request; returns the reply payload for requests that have one. */
 	std::optional<std::vector<uint8_t>> dispatch(wire::ParsedRequest &req);
+	/* Ends the connection because of \a reason, logged as an error. */
 	void close(const std::string &reason);
+	/* Ends the connection (the front-end left, or after close()). */
+	void end();
 
 	Ring &ring(wire::Request code, uint32_t index);
 	void require_protocol(wire::Request code, wire::ProtocolFeature feature) const;
