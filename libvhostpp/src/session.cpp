@@ -303,15 +303,20 @@ void Session::update_ring(Ring &r)
 		if (r.active)
 			device_.queue_kicked(r.queue);
 	} else if (!should && r.active) {
-		r.active = false;
-		logger().debug("queue {} stopped", r.queue.index());
-		device_.queue_stopped(r.queue);
-		/* Chains the device still held are lost unless it completes in order. */
-		if (r.queue.in_flight() && device_.queue_in_order(r.queue.index()))
-			r.queue.rewind_in_flight();
-		else
-			r.queue.new_generation();
+		deactivate(r);
 	}
+}
+
+void Session::deactivate(Ring &r)
+{
+	r.active = false;
+	logger().debug("queue {} stopped", r.queue.index());
+	device_.queue_stopped(r.queue);
+	/* Chains the device still held are lost unless it completes in order. */
+	if (r.queue.in_flight() && device_.queue_in_order(r.queue.index()))
+		r.queue.rewind_in_flight();
+	else
+		r.queue.new_generation();
 }
 
 void Session::watch_kick(Ring &r)
@@ -505,13 +510,10 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	case Request::SetVringAddr: {
 		auto a = std::get<wire::VringAddr>(p);
 		Ring &r = ring(code, a.index);
-		bool was_active = r.active;
-		if (was_active) {
-			/* New addresses on a live ring (QEMU does this when logging changes):
-			 * the device sees a stop and a start around the change. */
-			r.active = false;
-			device_.queue_stopped(r.queue);
-		}
+		/* New addresses on a live ring (QEMU does this when logging changes):
+		 * the device sees a stop and a start around the change. */
+		if (r.active)
+			deactivate(r);
 		try {
 			r.queue.set_addresses(a, memory_);
 		} catch (...) {

@@ -67,7 +67,10 @@ private:
 	Ring &ring(wire::Request code, uint32_t index);
 	void require_protocol(wire::Request code, wire::ProtocolFeature feature) const;
 	bool has_protocol(wire::ProtocolFeature feature) const;
+	/* Tell the device whether the ring is active (started, enabled, ready). */
 	void update_ring(Ring &r);
+	/* The one way an active ring stops, for the device and for its chains. */
+	void deactivate(Ring &r);
 	void watch_kick(Ring &r);
 	void stop_ring(Ring &r);
 	void reset_device();
