@@ -37,7 +37,7 @@
 #include <fmt/format.h>
 #include <vhostpp/frontend.h>
 
-#include "virtio_snd.h"
+#include "device/virtio_snd.h"
 
 namespace sound_test {
 

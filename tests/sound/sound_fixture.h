@@ -20,8 +20,8 @@
 
 #include <vhostpp/server.h>
 
-#include "null_backend.h"
-#include "sound_device.h"
+#include "audio/null/null_backend.h"
+#include "device/sound_device.h"
 
 namespace sound_test {
 

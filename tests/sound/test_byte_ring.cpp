@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "byte_ring.h"
+#include "audio/byte_ring.h"
 
 using vhost_sound::ByteRing;
 

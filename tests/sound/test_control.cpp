@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <thread>
 
-#include "control_server.h"
-#include "null_backend.h"
+#include "control/control_server.h"
+#include "audio/null/null_backend.h"
 #include "socket_client.h"
-#include "sound_device.h"
+#include "device/sound_device.h"
 
 using namespace vhost_sound;
 using sound_test::LineClient;

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "null_backend.h"
+#include "audio/null/null_backend.h"
 
 using namespace vhost_sound;
 using Clock = std::chrono::steady_clock;

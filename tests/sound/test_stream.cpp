@@ -10,7 +10,7 @@
 #include <cmath>
 #include <iostream>
 
-#include "control_server.h"
+#include "control/control_server.h"
 #include "linux_driver.h"
 #include "socket_client.h"
 #include "sound_fixture.h"

@@ -2,7 +2,7 @@
 /* The spec tables: formats, rates, silence. */
 #include <catch2/catch.hpp>
 
-#include "virtio_snd.h"
+#include "device/virtio_snd.h"
 
 namespace vs = vhost_sound::virtio_snd;
 

@@ -64,7 +64,9 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		("socket-fd", po::value<std::string>()->value_name("FD"),
 		 "serve on the already listening Unix socket FD (inherited)")
 		("backend", po::value<std::string>()->value_name("NAME")->default_value("null"),
-		 "audio back-end: null (alsa and pipewire are not built yet)")
+		 ("audio back-end: " + backend_names()).c_str())
+		("name", po::value<std::string>()->value_name("NAME"),
+		 "the VM's name, shown to the host (e.g. in its audio system's stream names)")
 		("initial-streams", po::value<std::string>()->value_name("LIST"),
 		 "directions enabled at start: output, input, output,input or none "
 		 "(default: output)")
@@ -77,6 +79,14 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		("help,h", "print this help and exit")
 		("version,V", "print the version and exit");
 	// clang-format on
+	for (const BackendInfo &info : backends()) {
+		if (!info.add_options)
+			continue;
+		po::options_description group("Options of the " + std::string(info.name) +
+					      " back-end");
+		info.add_options(group);
+		desc.add(group);
+	}
 
 	po::variables_map vm;
 	try {
@@ -115,10 +125,12 @@ CliResult parse_command_line(int argc, const char *const argv[])
 	}
 
 	options.backend = vm["backend"].as<std::string>();
-	if (options.backend == "alsa" || options.backend == "pipewire")
-		return usage_error("back-end '" + options.backend + "' is not available in this build");
-	if (options.backend != "null")
-		return usage_error("unknown back-end '" + options.backend + "' (null, alsa, pipewire)");
+	options.backend_info = find_backend(options.backend);
+	if (!options.backend_info)
+		return usage_error("unknown back-end '" + options.backend + "' (this build has " +
+				   backend_names() + ")");
+	if (vm.count("name"))
+		options.name = vm["name"].as<std::string>();
 
 	if (vm.count("initial-streams") && vm.count("streams"))
 		return usage_error("--initial-streams and its alias --streams given together");
@@ -148,6 +160,7 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		return usage_error("--log-level '" + level +
 				   "': expected trace, debug, info, warn, error, critical or off");
 
+	options.backend_options = vm;
 	return { options, 0, {} };
 }
 

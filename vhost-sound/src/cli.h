@@ -4,14 +4,18 @@
  * \brief The daemon's command line.
  *
  *     vhost-sound --socket PATH | --socket-fd FD
- *                 [--backend null|alsa|pipewire] [--initial-streams LIST]
- *                 [--control-socket PATH] [--log-level LEVEL] [-h] [-V]
+ *                 [--backend NAME [its options]] [--name NAME]
+ *                 [--initial-streams LIST] [--control-socket PATH]
+ *                 [--log-level LEVEL] [-h] [-V]
  */
 #pragma once
 
+#include <boost/program_options/variables_map.hpp>
 #include <optional>
 #include <spdlog/common.h>
 #include <string>
+
+#include "audio/backend_registry.h"
 
 namespace vhost_sound {
 
@@ -26,6 +30,12 @@ struct CliOptions {
 	std::optional<int> socket_fd;
 	/** \brief --backend; "null" unless given. */
 	std::string backend = "null";
+	/** \brief The registry entry of --backend (never null in a parsed result). */
+	const BackendInfo *backend_info = nullptr;
+	/** \brief The whole parsed command line, for the back-end's own options. */
+	boost::program_options::variables_map backend_options;
+	/** \brief --name: the VM's name ("" when not given). */
+	std::string name;
 	/** \brief --initial-streams (alias --streams); default "output". */
 	bool output_enabled = true;
 	bool input_enabled = false;
@@ -48,7 +58,7 @@ struct CliResult {
 /**
  * \brief Parse \a argv (Boost.Program_options). Checks everything that can
  * be checked without acting: option syntax, exactly one of --socket and
- * --socket-fd, an fd that is open, a known back-end built into this binary,
+ * --socket-fd, an fd that is open, a back-end of the registry (backends()),
  * stream and log-level names.
  */
 CliResult parse_command_line(int argc, const char *const argv[]);

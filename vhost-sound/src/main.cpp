@@ -15,24 +15,13 @@
 #include <vhostpp/server.h>
 
 #include "cli.h"
-#include "control_server.h"
-#include "null_backend.h"
-#include "sound_device.h"
+#include "control/control_server.h"
+#include "audio/backend_registry.h"
+#include "device/sound_device.h"
 #include "sound_log.h"
 #include "version.h"
 
 using namespace vhost_sound;
-
-namespace {
-
-std::unique_ptr<AudioBackend> make_backend(const std::string &name, boost::asio::io_context &io)
-{
-	/* parse_command_line() admits only back-ends built into this binary. */
-	(void)name;
-	return std::make_unique<NullBackend>(io);
-}
-
-} // namespace
 
 int main(int argc, char *argv[])
 {
@@ -53,7 +42,14 @@ int main(int argc, char *argv[])
 	std::signal(SIGPIPE, SIG_IGN);
 
 	boost::asio::io_context io;
-	std::unique_ptr<AudioBackend> backend = make_backend(options.backend, io);
+	std::unique_ptr<AudioBackend> backend;
+	try {
+		backend = options.backend_info->create({ io, options.name }, options.backend_options);
+	} catch (const BackendConfigError &e) {
+		std::cerr << "vhost-sound: --backend " << options.backend << ": " << e.what()
+			  << std::endl;
+		return kExitUsage;
+	}
 
 	SoundDevice::Options device_options;
 	device_options.output_enabled = options.output_enabled;

@@ -12,7 +12,7 @@
 #include <sys/types.h>
 #include <vector>
 
-#include "control_protocol.h"
+#include "control/control_protocol.h"
 
 namespace vhost_sound {
 

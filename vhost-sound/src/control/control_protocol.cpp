@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "control_protocol.h"
+#include "control/control_protocol.h"
 
 #include <algorithm>
 #include <cctype>
 #include <fmt/format.h>
 #include <vector>
 
-#include "sound_device.h"
+#include "device/sound_device.h"
 
 namespace vhost_sound {
 

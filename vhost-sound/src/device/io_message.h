@@ -12,7 +12,7 @@
 
 #include <vhostpp/virtqueue.h>
 
-#include "virtio_snd.h"
+#include "device/virtio_snd.h"
 
 namespace vhost_sound {
 

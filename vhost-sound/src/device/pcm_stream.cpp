@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "pcm_stream.h"
+#include "device/pcm_stream.h"
 
 #include <algorithm>
 #include <fmt/format.h>

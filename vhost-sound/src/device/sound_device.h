@@ -12,11 +12,11 @@
 
 #include <vhostpp/device.h>
 
-#include "audio_backend.h"
-#include "pcm_stream.h"
+#include "audio/audio_backend.h"
+#include "device/pcm_stream.h"
 #include "sound_log.h"
-#include "topology.h"
-#include "virtio_snd.h"
+#include "device/topology.h"
+#include "device/virtio_snd.h"
 
 namespace vhost_sound {
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "null_backend.h"
+#include "audio/null/null_backend.h"
 
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
@@ -219,6 +219,18 @@ void NullBackend::capture(const PcmParams &params, std::span<uint8_t> out, uint6
 uint32_t NullBackend::delay_bytes(const PcmParams &) const
 {
 	return 0;
+}
+
+BackendInfo null_backend_info()
+{
+	return {
+		"null",
+		"plays into nothing and captures silence, paced by the loop's clock",
+		nullptr,
+		[](const BackendContext &context, const boost::program_options::variables_map &) {
+			return std::unique_ptr<AudioBackend>(std::make_unique<NullBackend>(context.io));
+		},
+	};
 }
 
 } // namespace vhost_sound

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "virtio_snd.h"
+#include "device/virtio_snd.h"
 
 #include <cstring>
 

@@ -14,11 +14,11 @@
 
 #include <vhostpp/virtqueue.h>
 
-#include "audio_backend.h"
-#include "byte_ring.h"
-#include "io_message.h"
+#include "audio/audio_backend.h"
+#include "audio/byte_ring.h"
+#include "device/io_message.h"
 #include "sound_log.h"
-#include "virtio_snd.h"
+#include "device/virtio_snd.h"
 
 namespace vhost_sound {
 

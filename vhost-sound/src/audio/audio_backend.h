@@ -24,8 +24,8 @@
 #include <string>
 #include <string_view>
 
-#include "byte_ring.h"
-#include "virtio_snd.h"
+#include "audio/byte_ring.h"
+#include "device/virtio_snd.h"
 
 namespace vhost_sound {
 

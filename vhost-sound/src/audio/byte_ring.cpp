@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "byte_ring.h"
+#include "audio/byte_ring.h"
 
 #include <algorithm>
 #include <bit>

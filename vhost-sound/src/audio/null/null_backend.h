@@ -9,7 +9,8 @@
 #include <chrono>
 #include <span>
 
-#include "audio_backend.h"
+#include "audio/audio_backend.h"
+#include "audio/backend_registry.h"
 
 namespace vhost_sound {
 
@@ -56,5 +57,8 @@ public:
 private:
 	boost::asio::io_context &io_;
 };
+
+/** \brief The registry entry of the null back-end (no options). */
+BackendInfo null_backend_info();
 
 } // namespace vhost_sound

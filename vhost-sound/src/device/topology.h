@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "audio_backend.h"
-#include "virtio_snd.h"
+#include "audio/audio_backend.h"
+#include "device/virtio_snd.h"
 
 namespace vhost_sound {
 

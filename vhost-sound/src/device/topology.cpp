@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "topology.h"
+#include "device/topology.h"
 
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "control_server.h"
+#include "control/control_server.h"
 
 #include <array>
 #include <boost/asio/write.hpp>
