@@ -123,7 +123,7 @@ public:
 			backend_ = std::make_unique<RecordingBackend>(io_);
 		else
 			backend_ = std::make_unique<NullBackend>(io_);
-		device_ = std::make_unique<SoundDevice>(*backend_, options);
+		device_ = std::make_unique<SoundDevice>(*backend_, silence_, options);
 		server_ = std::make_unique<vhostpp::Server>(io_, *device_);
 		server_->listen(path_);
 		thread_ = std::thread([this] { io_.run(); });
@@ -183,6 +183,8 @@ private:
 	std::string dir_;
 	std::string path_;
 	std::unique_ptr<NullBackend> backend_;
+	/* The daemon's own clock for a disabled input, as in main(). */
+	NullBackend silence_{ io_ };
 	std::unique_ptr<SoundDevice> device_;
 	std::unique_ptr<vhostpp::Server> server_;
 	std::thread thread_;
