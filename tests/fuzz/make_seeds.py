@@ -120,76 +120,251 @@ def virtqueue_seeds():
         write('virtqueue', name, bytes(data))
 
 
+class Guest:
+    """64 KiB of guest memory (gpa 0, front-end address USER_BASE): queue q's
+    split ring of RING_SIZE at q * 0x1000 (descriptors, avail at +0x200, used
+    at +0x400), buffers from 0x8000 on."""
+    RING_SIZE = 16
+
+    def __init__(self, queues):
+        self.mem = bytearray(0x10000)
+        self.next_buffer = 0x8000
+        self.slots = [0] * queues
+        self.published = [0] * queues
+
+    @staticmethod
+    def ring(q):
+        base = q * 0x1000
+        return base, base + 0x200, base + 0x400
+
+    def buffer(self, data):
+        """A buffer holding `data` (bytes), or `data` zero bytes (int)."""
+        length = data if isinstance(data, int) else len(data)
+        gpa = self.next_buffer
+        if not isinstance(data, int):
+            self.mem[gpa:gpa + length] = data
+        self.next_buffer += (length + 15) // 16 * 16
+        return gpa, length
+
+    def chain(self, q, parts):
+        """Make a chain of `parts` [(data, writable)] available on queue q."""
+        desc, avail, _ = self.ring(q)
+        head = self.slots[q]
+        for i, (data, writable) in enumerate(parts):
+            gpa, length = self.buffer(data)
+            last = i == len(parts) - 1
+            flags = (DESC_WRITE if writable else 0) | (0 if last else DESC_NEXT)
+            struct.pack_into('<QIHH', self.mem, desc + 16 * (head + i), gpa, length, flags,
+                             0 if last else head + i + 1)
+        self.slots[q] += len(parts)
+        struct.pack_into('<H', self.mem, avail + 4 + 2 * (self.published[q] % self.RING_SIZE), head)
+        self.published[q] += 1
+        struct.pack_into('<HH', self.mem, avail, 0, self.published[q])
+
+    def image(self):
+        return bytes(self.mem[:0xffff])
+
+
+def session_record(code, payload=b'', flags=VERSION, fd_specs=()):
+    out = u8(0) + u8(code) + u8(flags) + u16(0xffff) + u16(len(payload)) + payload
+    out += u8(len(fd_specs))
+    for spec in fd_specs:
+        out += spec
+    return out
+
+
+def memfd_spec(pages, contents=b''):
+    return u8(0) + u8(pages) + u16(len(contents)) + contents
+
+
+EVENTFD_SPEC = u8(1)
+
+
+def signal(idx):
+    return u8(3) + u8(idx)
+
+
+def patch(before, after, memfd=0):
+    """Records that turn memory image `before` into `after` (the guest
+    writing its memory while the device runs)."""
+    out = b''
+    i = 0
+    while i < len(after):
+        if before[i] == after[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(after) and before[j] != after[j] and j - i < 1024:
+            j += 1
+        out += u8(7) + u8(memfd) + u32(i) + u16(j - i) + after[i:j]
+        i = j
+    return out
+
+
+REGION = u64(0) + u64(0x10000) + u64(USER_BASE) + u64(0)
+FEATURES = F_VERSION_1 | F_PROTOCOL | F_EVENT_IDX | F_INDIRECT
+PROTOCOL = PF_MQ | PF_REPLY_ACK | PF_CONFIG | PF_RESET_DEVICE | PF_STATUS
+
+
+def start(queues, image, protocol_features=PROTOCOL, features=FEATURES, mem_slots=False):
+    """QEMU's start-up sequence. Eventfds are numbered in the order sent:
+    queue q's kick is 2q, its call 2q + 1."""
+    r = session_record
+    s = r(GET_FEATURES) + r(SET_OWNER)
+    s += r(GET_PROTOCOL_FEATURES) + r(SET_PROTOCOL_FEATURES, u64(protocol_features))
+    s += r(GET_QUEUE_NUM) + r(SET_FEATURES, u64(features))
+    if mem_slots:
+        s += r(GET_MAX_MEM_SLOTS) + r(ADD_MEM_REG, u64(0) + REGION, fd_specs=[memfd_spec(16, image)])
+    else:
+        s += r(SET_MEM_TABLE, u32(1) + u32(0) + REGION, fd_specs=[memfd_spec(16, image)])
+    for q in range(queues):
+        desc, avail, used = Guest.ring(q)
+        s += r(SET_VRING_NUM, u32(q) + u32(Guest.RING_SIZE))
+        s += r(SET_VRING_ADDR, u32(q) + u32(0) + u64(USER_BASE + desc) + u64(USER_BASE + used) +
+               u64(USER_BASE + avail) + u64(0))
+        s += r(SET_VRING_BASE, u32(q) + u32(0))
+        s += r(SET_VRING_KICK, u64(q), fd_specs=[EVENTFD_SPEC])
+        s += r(SET_VRING_CALL, u64(q), fd_specs=[EVENTFD_SPEC])
+        s += r(SET_VRING_ENABLE, u32(q) + u32(1))
+    s += r(SET_STATUS, u64(0xf))
+    return s
+
+
 def session_seeds():
-    def message(code, payload=b'', flags=VERSION, fd_specs=()):
-        out = u8(0) + u8(code) + u8(flags) + u16(0xffff) + u16(len(payload)) + payload
-        out += u8(len(fd_specs))
-        for spec in fd_specs:
-            out += spec
-        return out
-
-    def memfd(pages, contents=b''):
-        return u8(0) + u8(pages) + u16(len(contents)) + contents
-
-    eventfd = u8(1)
-
-    def signal(idx):
-        return u8(3) + u8(idx)
-
-    mem = bytes(ring_memory(8, [[(0x4000, 16, DESC_NEXT, 1), (0x5000, 64, DESC_WRITE, 0)],
-                                [(0x4100, 32, 0, 0)]])[:0x2000])
-    region = u64(0) + u64(0x10000) + u64(USER_BASE) + u64(0)
-    features = F_VERSION_1 | F_PROTOCOL | F_EVENT_IDX | F_INDIRECT
-    protocol = PF_MQ | PF_REPLY_ACK | PF_CONFIG | PF_RESET_DEVICE | PF_STATUS
-
-    def start(protocol_features=protocol, mem_slots=False):
-        s = message(GET_FEATURES) + message(SET_OWNER)
-        s += message(GET_PROTOCOL_FEATURES) + message(SET_PROTOCOL_FEATURES, u64(protocol_features))
-        s += message(GET_QUEUE_NUM) + message(SET_FEATURES, u64(features))
-        if mem_slots:
-            s += message(GET_MAX_MEM_SLOTS) + message(ADD_MEM_REG, u64(0) + region, fd_specs=[memfd(16, mem)])
-        else:
-            s += message(SET_MEM_TABLE, u32(1) + u32(0) + region,
-                         fd_specs=[memfd(16, mem)])
-        for q in (0, 1):
-            s += message(SET_VRING_NUM, u32(q) + u32(8))
-            s += message(SET_VRING_ADDR, u32(q) + u32(0) + u64(USER_BASE + q * 0x8000) +
-                         u64(USER_BASE + q * 0x8000 + 0x2000) + u64(USER_BASE + q * 0x8000 + 0x1000) + u64(0))
-            s += message(SET_VRING_BASE, u32(q) + u32(0))
-            s += message(SET_VRING_KICK, u64(q), fd_specs=[eventfd])
-            s += message(SET_VRING_CALL, u64(q), fd_specs=[eventfd])
-            s += message(SET_VRING_ENABLE, u32(q) + u32(1))
-        s += message(SET_STATUS, u64(0xf))
-        return s
-
-    # Eventfds are numbered in the order sent: kick0, call0, kick1, call1.
+    r = session_record
+    g = Guest(2)
+    g.chain(0, [(b'\x11' * 16, False), (64, True)])
+    g.chain(0, [(b'\x22' * 32, False)])
+    g.chain(1, [(b'\x33' * 8, False), (32, True)])
+    g.chain(1, [(16, True)])
+    image = g.image()
+    later = Guest(2)
+    later.mem[:] = g.mem
+    later.chain(1, [(b'\x44' * 8, False), (8, True)])
+    resume = (r(SET_VRING_NUM, u32(1) + u32(Guest.RING_SIZE)) + r(SET_VRING_BASE, u32(1) + u32(0)) +
+              r(SET_VRING_ADDR, u32(1) + u32(0) + u64(USER_BASE + 0x1000) + u64(USER_BASE + 0x1400) +
+                u64(USER_BASE + 0x1200) + u64(0)) +
+              r(SET_VRING_KICK, u64(1), fd_specs=[EVENTFD_SPEC]) + r(SET_VRING_ENABLE, u32(1) + u32(1)))
     seeds = {
-        'startup': start(),
-        'startup_kick': start() + signal(0) + signal(2),
-        'pause_resume': start() + signal(2) + message(SET_VRING_ENABLE, u32(1) + u32(0)) +
-                        message(GET_VRING_BASE, u32(1) + u32(0)) + message(GET_VRING_BASE, u32(0) + u32(0)) +
-                        message(SET_VRING_NUM, u32(1) + u32(8)) + message(SET_VRING_BASE, u32(1) + u32(0)) +
-                        message(SET_VRING_ADDR, u32(1) + u32(0) + u64(USER_BASE + 0x8000) +
-                                u64(USER_BASE + 0xa000) + u64(USER_BASE + 0x9000) + u64(0)) +
-                        message(SET_VRING_KICK, u64(1), fd_specs=[eventfd]) +
-                        message(SET_VRING_ENABLE, u32(1) + u32(1)) + signal(4),
-        'mem_slots': start(protocol | PF_MEM_SLOTS, mem_slots=True) + signal(0) +
-                     message(REM_MEM_REG, u64(0) + region, fd_specs=[memfd(16)]),
-        'need_reply_everywhere': start() + message(GET_CONFIG, u32(0) + u32(8) + u32(0) + bytes(8), VERSION | NEED_REPLY) +
-                                 message(SET_CONFIG, u32(0) + u32(8) + u32(0) + bytes(8), VERSION | NEED_REPLY) +
-                                 message(GET_STATUS, flags=VERSION | NEED_REPLY),
-        'reset_mid_stream': start() + signal(0) + message(RESET_DEVICE) + start(),
-        'memtable_replaced': start() + message(SET_MEM_TABLE, u32(1) + u32(0) + region,
-                                               fd_specs=[memfd(16, mem)]) + signal(0),
+        'startup': start(2, image),
+        'startup_kick': start(2, image) + signal(0) + signal(2),
+        'pause_resume': start(2, image) + signal(2) + r(SET_VRING_ENABLE, u32(1) + u32(0)) +
+                        r(GET_VRING_BASE, u32(1) + u32(0)) + r(GET_VRING_BASE, u32(0) + u32(0)) +
+                        resume + signal(4) + patch(image, later.image()) + signal(4),
+        'mem_slots': start(2, image, PROTOCOL | PF_MEM_SLOTS, mem_slots=True) + signal(0) +
+                     r(REM_MEM_REG, u64(0) + REGION, fd_specs=[memfd_spec(16)]),
+        'need_reply_everywhere': start(2, image) +
+                                 r(GET_CONFIG, u32(0) + u32(8) + u32(0) + bytes(8), VERSION | NEED_REPLY) +
+                                 r(SET_CONFIG, u32(0) + u32(8) + u32(0) + bytes(8), VERSION | NEED_REPLY) +
+                                 r(GET_STATUS, flags=VERSION | NEED_REPLY),
+        'reset_mid_stream': start(2, image) + signal(0) + r(RESET_DEVICE) + start(2, image),
+        'memtable_replaced': start(2, image) + r(SET_MEM_TABLE, u32(1) + u32(0) + REGION,
+                                                 fd_specs=[memfd_spec(16, later.image())]) + signal(0),
+        'guest_rewrites_ring': start(2, image) + patch(image, later.image()) + signal(2),
     }
     for name, data in seeds.items():
         write('session', name, data)
+
+
+# virtio-snd (virtio spec, device-types/sound): request codes and layouts.
+SND_JACK_INFO, SND_JACK_REMAP = 1, 2
+SND_PCM_INFO, SND_PCM_SET_PARAMS, SND_PCM_PREPARE, SND_PCM_RELEASE = 0x100, 0x101, 0x102, 0x103
+SND_PCM_START, SND_PCM_STOP, SND_CHMAP_INFO = 0x104, 0x105, 0x200
+SND_FMT_S16, SND_FMT_U8, SND_FMT_FLOAT = 5, 4, 19
+SND_RATE_48000, SND_RATE_8000 = 7, 1
+CTL, EVT, TX, RX = 0, 1, 2, 3
+
+
+def snd_query(code, start_id, count, size):
+    return u32(code) + u32(start_id) + u32(count) + u32(size)
+
+
+def snd_pcm(code, stream):
+    return u32(code) + u32(stream)
+
+
+def snd_set_params(stream, buffer_bytes, period_bytes, channels, fmt, rate):
+    return u32(SND_PCM_SET_PARAMS) + u32(stream) + u32(buffer_bytes) + u32(period_bytes) + u32(0) + \
+        u8(channels) + u8(fmt) + u8(rate) + u8(0)
+
+
+def snd_seeds():
+    def control(g, request, response=4):
+        g.chain(CTL, [(request, False), (response, True)])
+
+    def io(g, q, stream, period):
+        if q == TX:
+            g.chain(TX, [(u32(stream), False), (bytes(range(256)) * (period // 256) + bytes(period % 256), False),
+                         (8, True)])
+        else:
+            g.chain(RX, [(u32(stream), False), (period, True), (8, True)])
+
+    kick = {q: signal(2 * q) for q in (CTL, EVT, TX, RX)}
+    seeds = {}
+
+    g = Guest(4)
+    control(g, snd_query(SND_JACK_INFO, 0, 2, 24), 4 + 2 * 24)
+    control(g, snd_query(SND_PCM_INFO, 0, 2, 32), 4 + 2 * 32)
+    control(g, snd_query(SND_CHMAP_INFO, 0, 2, 24), 4 + 2 * 24)
+    control(g, u32(SND_JACK_REMAP) + u32(0) + u32(1) + u32(2), 4)
+    g.chain(EVT, [(8, True)])
+    seeds['info'] = start(4, g.image()) + kick[CTL] + kick[EVT]
+
+    for name, q, stream, fmt, channels, frame in (('playback', TX, 0, SND_FMT_S16, 2, 4),
+                                                  ('capture', RX, 1, SND_FMT_S16, 2, 4),
+                                                  ('playback_u8_mono', TX, 0, SND_FMT_U8, 1, 1),
+                                                  ('capture_float', RX, 1, SND_FMT_FLOAT, 2, 8)):
+        period = 48 * frame
+        g = Guest(4)
+        control(g, snd_set_params(stream, 4 * period, period, channels, fmt, SND_RATE_48000))
+        control(g, snd_pcm(SND_PCM_PREPARE, stream))
+        for _ in range(4):
+            io(g, q, stream, period)
+        control(g, snd_pcm(SND_PCM_START, stream))
+        first = g.image()
+        g.mem[:] = first + b'\0'
+        control(g, snd_pcm(SND_PCM_STOP, stream))
+        control(g, snd_pcm(SND_PCM_RELEASE, stream))
+        second = g.image()
+        # SET_PARAMS + PREPARE + START, the periods, then (later) STOP + RELEASE.
+        seeds[name] = start(4, first) + kick[CTL] + kick[q] + patch(first, second) + kick[CTL]
+
+    # I/O in the wrong state, on the wrong queue and without room for the status.
+    g = Guest(4)
+    io(g, TX, 1, 64)
+    io(g, RX, 0, 64)
+    g.chain(TX, [(u32(0), False)])
+    g.chain(TX, [(u32(7), False), (16, False), (8, True)])
+    control(g, snd_pcm(SND_PCM_START, 0))
+    control(g, u32(0xdead), 4)
+    control(g, snd_query(SND_PCM_INFO, 1, 5, 32), 4 + 32)
+    seeds['wrong_state'] = start(4, g.image()) + kick[TX] + kick[RX] + kick[CTL]
+
+    # A VM pause with TX buffers held: ring stop, then restart.
+    g = Guest(4)
+    control(g, snd_set_params(0, 768, 192, 2, SND_FMT_S16, SND_RATE_48000))
+    control(g, snd_pcm(SND_PCM_PREPARE, 0))
+    for _ in range(4):
+        io(g, TX, 0, 192)
+    control(g, snd_pcm(SND_PCM_START, 0))
+    desc, avail, used = Guest.ring(TX)
+    r = session_record
+    seeds['pause'] = (start(4, g.image()) + kick[CTL] + kick[TX] + r(SET_VRING_ENABLE, u32(TX) + u32(0)) +
+                      r(GET_VRING_BASE, u32(TX) + u32(0)) + r(SET_VRING_NUM, u32(TX) + u32(Guest.RING_SIZE)) +
+                      r(SET_VRING_BASE, u32(TX) + u32(0)) +
+                      r(SET_VRING_ADDR, u32(TX) + u32(0) + u64(USER_BASE + desc) + u64(USER_BASE + used) +
+                        u64(USER_BASE + avail) + u64(0)) +
+                      r(SET_VRING_KICK, u64(TX), fd_specs=[EVENTFD_SPEC]) + r(SET_VRING_ENABLE, u32(TX) + u32(1)) +
+                      signal(8))
+    for name, data in seeds.items():
+        write('snd', name, data)
 
 
 def main():
     wire_seeds()
     virtqueue_seeds()
     session_seeds()
+    snd_seeds()
     return 0
 
 
