@@ -12,6 +12,8 @@ if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
 	# cpio to pack it; the kernel package itself is fetched with apt-get download.
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
+	# The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
+	packages+=(clang libclang-rt-dev)
 fi
 
 missing=()

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up, build and run every test: first the normal build (all suites,
-# including the QEMU guest test), then an ASan/UBSan build of the suites
-# that do not boot a guest. Ends with one line "N passed, N failed".
+# including the QEMU guest test), then an ASan/UBSan build and a
+# ThreadSanitizer build of the suites that do not boot a guest, then every
+# libFuzzer target for VHOSTPP_FUZZ_SECONDS (60) each. Ends with one line
+# "N passed, N failed". VHOSTPP_SKIP_SANITIZERS=1 / VHOSTPP_SKIP_FUZZ=1 leave
+# those parts out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,18 @@ if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
 	MESON_TEST_ARGS=(--no-suite qemu)
 	run_suites build-sanitize -Db_sanitize=address,undefined -Db_lundef=false || status=1
 	summaries+=(build-sanitize/meson-logs/testlog.json)
+
+	# Every suite with threads: the loop thread against the front-end's, the
+	# byte ring, the ALSA and PipeWire back-ends' own threads.
+	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
+	MESON_TEST_ARGS=(--no-suite qemu --no-suite fuzz)
+	run_suites build-tsan -Db_sanitize=thread -Db_lundef=false || status=1
+	summaries+=(build-tsan/meson-logs/testlog.json)
+fi
+
+if [[ "${VHOSTPP_SKIP_FUZZ:-0}" != 1 ]]; then
+	bash tests/fuzz/run "${VHOSTPP_FUZZ_SECONDS:-60}" || status=1
+	summaries+=(build-fuzz/fuzz-testlog.json)
 fi
 
 python3 tools/test-summary.py "${summaries[@]}" || status=1
