@@ -33,7 +33,9 @@ if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
 	# byte ring, the ALSA and PipeWire back-ends' own threads.
 	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
 	MESON_TEST_ARGS=(--no-suite qemu --no-suite fuzz)
-	run_suites build-tsan -Db_sanitize=thread -Db_lundef=false || status=1
+	# GCC cannot instrument standalone fences (-Wtsan); TSan still sees the
+	# acquire/release pairs that order the rings.
+	run_suites build-tsan -Db_sanitize=thread -Db_lundef=false -Dcpp_args=-Wno-tsan || status=1
 	summaries+=(build-tsan/meson-logs/testlog.json)
 fi
 
