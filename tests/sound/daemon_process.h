@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
 #include <optional>
 #include <spawn.h>
 #include <stdexcept>
@@ -30,6 +31,25 @@ inline std::string vhost_sound_binary()
 		throw std::runtime_error("VHOST_SOUND is not set (run through meson test)");
 	return path;
 }
+
+/** \brief A fresh directory under /tmp, removed with everything in it. */
+struct TempDir {
+	std::string path;
+	TempDir()
+	{
+		char tmpl[] = "/tmp/vhost-sound-test-XXXXXX";
+		if (!::mkdtemp(tmpl))
+			throw std::runtime_error("mkdtemp failed");
+		path = tmpl;
+	}
+	~TempDir()
+	{
+		std::error_code ec;
+		std::filesystem::remove_all(path, ec);
+	}
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+};
 
 /** \brief A child process with stdout and stderr captured in pipes. */
 class DaemonProcess
