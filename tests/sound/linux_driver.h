@@ -232,6 +232,8 @@ public:
 	}
 
 	size_t periods_per_buffer() const { return periods_; }
+	/** \brief Where period \a slot's samples lie in guest memory. */
+	uint64_t period_gpa(size_t slot) const { return dma_gpa_ + slot * config_.period_bytes; }
 
 	/** \brief SET_PARAMS and PREPARE; throws unless both are OK. */
 	void setup()

@@ -135,7 +135,7 @@ public:
 		dir_ = dir;
 		path_ = dir_ + "/snd.sock";
 		backend_ = make(io_, dir_);
-		device_ = std::make_unique<SoundDevice>(*backend_, options);
+		device_ = std::make_unique<SoundDevice>(*backend_, silence_, options);
 		server_ = std::make_unique<vhostpp::Server>(io_, *device_);
 		server_->listen(path_);
 		thread_ = std::thread([this] { io_.run(); });
@@ -197,6 +197,8 @@ private:
 	std::string dir_;
 	std::string path_;
 	std::unique_ptr<NullBackend> backend_;
+	/* The daemon's own clock for a disabled input, as in main(). */
+	NullBackend silence_{ io_ };
 	std::unique_ptr<SoundDevice> device_;
 	std::unique_ptr<vhostpp::Server> server_;
 	std::thread thread_;

@@ -33,7 +33,7 @@ struct ControlFixture {
 		boost::asio::make_work_guard(io)
 	};
 	NullBackend backend{ io };
-	SoundDevice device{ backend, {} };
+	SoundDevice device{ backend, backend, {} };
 	ControlCommands commands{ device, "test" };
 	ControlServer server{ io, commands };
 	std::string dir;
@@ -80,7 +80,7 @@ TEST_CASE("QUERY, SET and STATUS", "[control]")
 {
 	boost::asio::io_context io;
 	NullBackend backend(io);
-	SoundDevice device(backend, {});
+	SoundDevice device(backend, backend, {});
 	ControlCommands commands(device, "9.9");
 
 	CHECK(commands.handle("QUERY") ==
@@ -106,7 +106,7 @@ TEST_CASE("bad requests get ERR 400 and change nothing", "[control]")
 {
 	boost::asio::io_context io;
 	NullBackend backend(io);
-	SoundDevice device(backend, {});
+	SoundDevice device(backend, backend, {});
 	ControlCommands commands(device, "1");
 
 	for (const char *line : { "", "   ", "FROB", "SET", "SET output", "SET output maybe",

@@ -255,7 +255,9 @@ TEST_CASE("class 29: SET_PARAMS with parameters not advertised or inconsistent",
 	CHECK(c.state(1) == State::Idle);
 	CHECK_FALSE(c.params(1));
 
-	/* Prepared with good parameters: every refusal leaves them and the state. */
+	/* Prepared with good parameters: every refusal leaves them, the state and
+	 * the host stream (input enabled, so that the host stream is the back-end's). */
+	c.daemon.on_loop([&] { c.daemon.device().set_enabled(vs::Direction::Input, true); });
 	REQUIRE(snd.set_params(1, 19200, 1920, vs::kFmtS16, vs::kRate24000, 2) == vs::kStatusOk);
 	REQUIRE(snd.pcm(vs::kPcmPrepare, 1) == vs::kStatusOk);
 	try_all(1);

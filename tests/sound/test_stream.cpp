@@ -325,3 +325,69 @@ TEST_CASE("latency_bytes: the back-end's delay for output; ring fill plus delay 
 		CHECK(latency < 4000 + 2 * 480);
 	}
 }
+
+TEST_CASE("input disabled: the back-end's capture stream is not open; toggled while capturing, it opens and closes", "[stream]")
+{
+	SoundDaemon daemon; /* input off by default; the back-end captures a pattern */
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms(vs::kFmtS16);
+	const size_t period = config.period_bytes;
+	auto host_streams = [&] { return daemon.on_loop([&] { return daemon.backend().open_streams; }); };
+	auto host_opened = [&] { return daemon.on_loop([&] { return daemon.backend().opened; }); };
+
+	LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+	pcm.setup();
+	CHECK(host_streams() == 0); /* prepared while disabled: the host device stays closed */
+	pcm.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
+
+	/* Receive \a n periods, re-queueing each; returns their bytes. */
+	PcmRun run;
+	size_t received = 0;
+	auto receive = [&](size_t n) {
+		std::vector<uint8_t> bytes;
+		for (size_t i = 0; i < n; i++) {
+			const size_t slot = pcm.wait_completion(run);
+			REQUIRE(slot == received % pcm.periods_per_buffer());
+			received++;
+			const auto area = snd.memory().at(pcm.period_gpa(slot), period);
+			bytes.insert(bytes.end(), area.begin(), area.end());
+			pcm.queue_slot(slot);
+			pcm.kick();
+		}
+		return bytes;
+	};
+
+	CHECK(all_equal(receive(5), 5 * period, 0));
+	CHECK(host_streams() == 0);
+	CHECK(host_opened() == 0);
+
+	/* Enabled mid-capture: the back-end's stream is opened and its bytes
+	 * arrive once the ring's silence has been delivered (at most a buffer). */
+	daemon.on_loop([&] { daemon.device().set_enabled(vs::Direction::Input, true); });
+	CHECK(host_streams() == 1);
+	const auto enabled = receive(10);
+	const size_t first = std::find_if(enabled.begin(), enabled.end(), [](uint8_t b) { return b != 0; }) -
+			     enabled.begin();
+	REQUIRE(first < config.buffer_bytes + period);
+	/* From there on the pattern, continuous (the ring's stream offsets are kept across the swap). */
+	const uint8_t at_first = enabled[first];
+	size_t wrong = 0;
+	for (size_t i = first; i < enabled.size(); i++)
+		wrong += enabled[i] != RecordingBackend::pattern_byte(
+					       (i - first) + (at_first + 250u) % 251u);
+	CHECK(wrong == 0);
+
+	/* Disabled again: the host stream is closed at once, the guest gets zeros
+	 * from the next completed buffer on, at the stream's pace. */
+	daemon.on_loop([&] { daemon.device().set_enabled(vs::Direction::Input, false); });
+	CHECK(host_streams() == 0);
+	CHECK(all_equal(receive(5), 5 * period, 0));
+	CHECK(run.statuses == std::vector<uint32_t>(received, vs::kStatusOk));
+
+	pcm.finish(run);
+	CHECK(run.release_status == vs::kStatusOk);
+	CHECK(host_opened() == 1);
+	CHECK(host_streams() == 0);
+}

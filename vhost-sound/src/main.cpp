@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "control/control_server.h"
 #include "audio/backend_registry.h"
+#include "audio/null/null_backend.h"
 #include "device/sound_device.h"
 #include "sound_log.h"
 #include "version.h"
@@ -54,7 +55,9 @@ int main(int argc, char *argv[])
 	SoundDevice::Options device_options;
 	device_options.output_enabled = options.output_enabled;
 	device_options.input_enabled = options.input_enabled;
-	SoundDevice device(*backend, device_options);
+	/* The disabled input's clock: the host capture device stays closed meanwhile. */
+	NullBackend silence(io);
+	SoundDevice device(*backend, silence, device_options);
 
 	vhostpp::Server server(io, device);
 	try {

@@ -19,10 +19,10 @@ constexpr uint32_t kOfferedPcmFeatures = 0;
 
 } // namespace
 
-PcmStream::PcmStream(uint32_t id, Direction direction, AudioBackend &backend, bool enabled,
-		     const StreamTuning &tuning)
-	: id_(id), direction_(direction), backend_(backend), caps_(backend.capabilities(direction)),
-	  tuning_(tuning), enabled_(enabled)
+PcmStream::PcmStream(uint32_t id, Direction direction, AudioBackend &backend,
+		     AudioBackend &silence, bool enabled, const StreamTuning &tuning)
+	: id_(id), direction_(direction), backend_(backend), silence_(silence),
+	  caps_(backend.capabilities(direction)), tuning_(tuning), enabled_(enabled)
 {
 }
 
@@ -129,11 +129,12 @@ Status PcmStream::prepare()
 	/* Open the new host stream before closing the old one: on failure the
 	 * stream stays as it was. */
 	auto ring = std::make_unique<ByteRing>(params_->buffer_bytes);
-	auto host = backend_.open(*params_, *ring, *this);
+	AudioBackend &source = source_backend();
+	auto host = source.open(*params_, *ring, *this);
 	if (!host) {
 		if (log_limit_.allow())
 			logger().warn("stream {}: PCM_PREPARE failed (IO_ERR): back-end '{}' refused the stream",
-				      id_, backend_.name());
+				      id_, source.name());
 		return Status::IoErr;
 	}
 	close_host_stream();
@@ -147,8 +148,73 @@ Status PcmStream::prepare()
 	}
 	fully_read_ = 0;
 	last_latency_ = 0;
+	closed_xruns_ = 0;
 	state_ = State::Prepared;
 	return Status::Ok;
+}
+
+void PcmStream::set_enabled(bool enabled)
+{
+	if (enabled == enabled_)
+		return;
+	enabled_ = enabled;
+	if (direction_ != Direction::Input)
+		return;
+	if (!enabled_)
+		silence_partial_input();
+	if (host_)
+		reopen_host_stream();
+}
+
+void PcmStream::silence_partial_input()
+{
+	/* Captured bytes already written into a message the guest has not got
+	 * back yet: from the next completion on the guest sees only silence. */
+	if (!params_)
+		return;
+	uint8_t silence[1024];
+	for (Pending &p : pending_) {
+		for (size_t off = 0; off < p.done; off += sizeof(silence)) {
+			const size_t n = std::min(sizeof(silence), p.done - off);
+			virtio_snd::fill_silence(params_->format, silence, n, off);
+			p.message.write_payload(off, { silence, n });
+		}
+	}
+}
+
+AudioBackend &PcmStream::source_backend() const
+{
+	return direction_ == Direction::Input && !enabled_ ? silence_ : backend_;
+}
+
+void PcmStream::reopen_host_stream()
+{
+	/* The old stream goes first: after its destructor it no longer touches
+	 * the ring, and the host device is closed before another is opened. */
+	closed_xruns_ += host_->xruns();
+	host_.reset();
+
+	AudioBackend &source = source_backend();
+	host_ = source.open(*params_, *ring_, *this);
+	if (!host_ && &source != &silence_) {
+		/* The host refused: the guest gets zeros at the stream's pace meanwhile;
+		 * the next PREPARE or enable tries the back-end again. */
+		logger().warn("stream {}: back-end '{}' refused to open the enabled input; "
+			      "capturing silence until the next PREPARE", id_, source.name());
+		host_ = silence_.open(*params_, *ring_, *this);
+	}
+	if (!host_) {
+		/* Not even the silence source: nothing can pace the stream. */
+		logger().error("stream {}: no host stream could be opened; releasing the stream", id_);
+		flush(Status::IoErr);
+		ring_.reset();
+		state_ = State::Released;
+		return;
+	}
+	if (state_ == State::Running && !host_->start())
+		logger().warn("stream {}: the new host stream did not start", id_);
+	logger().info("stream {}: input {}; host stream now: {}", id_,
+		      enabled_ ? "enabled" : "disabled", host_->describe());
 }
 
 Status PcmStream::start()
@@ -406,11 +472,11 @@ PcmStream::Stats PcmStream::stats() const
 		s.ring_fill = ring_->readable();
 		s.ring_capacity = ring_->capacity();
 	}
-	if (host_)
-		s.xruns = host_->xruns();
+	s.xruns = closed_xruns_ + (host_ ? host_->xruns() : 0);
 
 	const std::string ring = ring_ ? fmt::format("ring {} B", ring_->capacity()) : "no ring";
-	const std::string host = host_ ? host_->describe() : fmt::format("{} (closed)", backend_.name());
+	const std::string host =
+		host_ ? host_->describe() : fmt::format("{} (closed)", source_backend().name());
 	const std::string gate = enabled_ ? "enabled" : "silenced";
 	if (direction_ == Direction::Output)
 		s.feeder = fmt::format("txq -> {} -> {} -> {}", gate, ring, host);

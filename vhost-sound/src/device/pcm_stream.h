@@ -71,6 +71,12 @@ struct StreamTuning {
  * Enable flag: checked here, below every back-end. A disabled output puts
  * silence in the ring in place of the guest's samples (timing unchanged);
  * a disabled input gives the guest silence in place of the captured bytes.
+ * Microphone privacy, the second line behind that check: while an input
+ * stream is disabled its host stream is not opened on the back-end at all
+ * (the host's capture device stays closed); the stream runs on the
+ * \a silence source instead, the daemon's own clock, so the guest keeps
+ * getting zeros at the stream's pace. Enabling a prepared input opens the
+ * back-end's stream in its place (started if running), disabling closes it.
  *
  * latency_bytes in a completed message's status: the bytes that lie, at
  * the moment of completion, between this message's last byte and the
@@ -119,10 +125,12 @@ public:
 
 	/**
 	 * \brief Stream \a id of \a direction, opening host streams on \a backend.
-	 * \a enabled is the initial state of the enable flag.
+	 * \a enabled is the initial state of the enable flag. \a silence (a
+	 * NullBackend on the daemon's loop) stands in for \a backend while an
+	 * input stream is disabled; both outlive the stream.
 	 */
-	PcmStream(uint32_t id, Direction direction, AudioBackend &backend, bool enabled,
-		  const StreamTuning &tuning = {});
+	PcmStream(uint32_t id, Direction direction, AudioBackend &backend, AudioBackend &silence,
+		  bool enabled, const StreamTuning &tuning = {});
 	~PcmStream() override;
 	PcmStream(const PcmStream &) = delete;
 	PcmStream &operator=(const PcmStream &) = delete;
@@ -161,7 +169,8 @@ public:
 
 	/* ---- host controls ---- */
 
-	void set_enabled(bool enabled) { enabled_ = enabled; }
+	/** \brief Switch the enable flag; for input, swaps the host stream (see the class). */
+	void set_enabled(bool enabled);
 	bool enabled() const { return enabled_; }
 
 	Stats stats() const;
@@ -193,12 +202,19 @@ private:
 	void flush(virtio_snd::Status status);
 	void complete(const Pending &pending, virtio_snd::Status status, uint32_t latency);
 	void close_host_stream();
+	/* The back-end host streams are opened on now: \a silence_ for a disabled input. */
+	AudioBackend &source_backend() const;
+	/* Overwrite the captured bytes already in kept input messages with silence. */
+	void silence_partial_input();
+	/* Open the host stream on source_backend() over the current ring, started if running. */
+	void reopen_host_stream();
 	uint32_t lookahead_bytes() const;
 	uint32_t clamp_u32(uint64_t value) const;
 
 	const uint32_t id_;
 	const Direction direction_;
 	AudioBackend &backend_;
+	AudioBackend &silence_;
 	const PcmCapabilities caps_;
 	const StreamTuning tuning_;
 	bool enabled_;
@@ -216,6 +232,8 @@ private:
 	std::unique_ptr<BackendStream> host_;
 
 	uint32_t last_latency_ = 0;
+	/* Xruns of host streams closed since PREPARE (an input swapped by set_enabled()). */
+	uint64_t closed_xruns_ = 0;
 	LogLimiter log_limit_;
 };
 

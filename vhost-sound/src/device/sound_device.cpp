@@ -9,15 +9,17 @@ using namespace virtio_snd;
 using vhostpp::DescriptorChain;
 using vhostpp::Virtqueue;
 
-SoundDevice::SoundDevice(AudioBackend &backend, const Options &options)
+SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Options &options)
 	: backend_(backend),
 	  chmaps_(channel_maps(backend.capabilities(Direction::Output),
 			       backend.capabilities(Direction::Input)))
 {
 	streams_[kOutputStream] = std::make_unique<PcmStream>(kOutputStream, Direction::Output, backend,
-							      options.output_enabled, options.tuning);
+							      silence, options.output_enabled,
+							      options.tuning);
 	streams_[kInputStream] = std::make_unique<PcmStream>(kInputStream, Direction::Input, backend,
-							     options.input_enabled, options.tuning);
+							     silence, options.input_enabled,
+							     options.tuning);
 	config_.jacks = Jacks::kCount;
 	config_.streams = kNumStreams;
 	config_.chmaps = static_cast<uint32_t>(chmaps_.size());

@@ -64,8 +64,12 @@ public:
 		StreamTuning tuning;
 	};
 
-	/** \brief A card on \a backend, which must outlive the device. */
-	SoundDevice(AudioBackend &backend, const Options &options);
+	/**
+	 * \brief A card on \a backend. \a silence, a NullBackend on the same
+	 * loop, paces the input stream while input is disabled, so that the
+	 * host's capture device is then not open. Both outlive the device.
+	 */
+	SoundDevice(AudioBackend &backend, AudioBackend &silence, const Options &options);
 	~SoundDevice() override;
 
 	/* ---- vhostpp::Device ---- */
