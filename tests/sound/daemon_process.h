@@ -148,4 +148,32 @@ private:
 	std::optional<int> status_;
 };
 
+/** \brief How a run of the binary ended. */
+struct Exited {
+	/** \brief The exit status; nothing if it was killed or did not exit within the timeout. */
+	std::optional<int> status;
+	std::string out;
+	std::string err;
+};
+
+/** \brief Run the binary with \a args until it exits (at most \a timeout_ms). */
+inline Exited run_to_exit(const std::vector<std::string> &args, int timeout_ms = 5000)
+{
+	DaemonProcess p(args);
+	Exited e;
+	e.status = p.wait(timeout_ms);
+	e.out = p.out();
+	e.err = p.err();
+	return e;
+}
+
+/** \brief \a args joined by spaces, for test messages. */
+inline std::string joined_args(const std::vector<std::string> &args)
+{
+	std::string joined;
+	for (const auto &a : args)
+		joined += a + " ";
+	return joined;
+}
+
 } // namespace sound_test

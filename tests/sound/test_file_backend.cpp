@@ -48,7 +48,9 @@ std::vector<uint8_t> app_bytes(size_t n, unsigned seed)
 	return v;
 }
 
-/* A 10 ms period of \a format at \a rate, in a four-period buffer. */
+/* A 10 ms period of \a format at \a rate, in a 16-period buffer: the test
+ * reads (or writes) a period after re-queueing it, as Linux does, and the
+ * deep buffer gives it 150 ms to do so on a loaded machine. */
 PcmConfig ten_ms(uint8_t format, uint8_t channels, uint8_t rate = vs::kRate48000)
 {
 	PcmConfig c;
@@ -56,7 +58,7 @@ PcmConfig ten_ms(uint8_t format, uint8_t channels, uint8_t rate = vs::kRate48000
 	c.rate = rate;
 	c.channels = channels;
 	c.period_bytes = vs::rate_hz(rate) / 100 * channels * vs::format_info(format)->sample_bytes;
-	c.buffer_bytes = 4 * c.period_bytes;
+	c.buffer_bytes = 16 * c.period_bytes;
 	return c;
 }
 
@@ -151,6 +153,19 @@ bool have_sox()
 		FAIL("sox is missing (tools/setup.sh --tests installs it)");
 	WARN("sox is missing: skipped");
 	return false;
+}
+
+/* After setup(): queue the whole buffer, START, and wait for \a periods
+ * completions, fewer than the buffer holds (so none needs re-queueing). */
+PcmRun start_and_wait(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream, size_t periods)
+{
+	REQUIRE(periods < pcm.periods_per_buffer());
+	pcm.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, stream) == vs::kStatusOk);
+	PcmRun run;
+	for (size_t i = 0; i < periods; i++)
+		pcm.wait_completion(run);
+	return run;
 }
 
 /* File descriptors of this process open on \a path. */
@@ -397,12 +412,7 @@ TEST_CASE("the input file is open only while input is enabled and a stream exist
 	{
 		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
 		pcm.setup();
-		pcm.queue_all();
-		REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
-		PcmRun run;
-		/* Fewer periods than the buffer holds: nothing needs re-queueing. */
-		for (int i = 0; i < 3; i++)
-			pcm.wait_completion(run);
+		PcmRun run = start_and_wait(snd, pcm, 1, 3);
 		/* A running capture stream, yet no descriptor on the file: the guest gets zeros. */
 		CHECK(fds_open_on(input) == 0);
 		CHECK(run.statuses == std::vector<uint32_t>(3, vs::kStatusOk));
@@ -421,11 +431,7 @@ TEST_CASE("the input file is open only while input is enabled and a stream exist
 		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
 		pcm.setup();
 		CHECK(fds_open_on(input) == 1);
-		pcm.queue_all();
-		REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
-		PcmRun run;
-		for (size_t i = 0; i < 3; i++)
-			pcm.wait_completion(run);
+		PcmRun run = start_and_wait(snd, pcm, 1, 3);
 		CHECK(fds_open_on(input) == 1);
 		pcm.finish(run);
 		/* RELEASE closed it. */
@@ -442,10 +448,7 @@ TEST_CASE("the input file is open only while input is enabled and a stream exist
 	{
 		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
 		pcm.setup();
-		pcm.queue_all();
-		REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
-		PcmRun run;
-		pcm.wait_completion(run);
+		PcmRun run = start_and_wait(snd, pcm, 1, 1);
 		CHECK(fds_open_on(input) == 1);
 		daemon.on_loop([&] { daemon.device().set_enabled(Direction::Input, false); });
 		CHECK(fds_open_on(input) == 0);
@@ -522,18 +525,15 @@ TEST_CASE("the binary refuses unusable input and output files with status 2 and 
 	for (const auto &[args, words] : cases) {
 		std::vector<std::string> all = { "--socket", tmp.path + "/snd.sock", "--backend", "file" };
 		all.insert(all.end(), args.begin(), args.end());
-		std::string joined;
-		for (const auto &a : all)
-			joined += a + " ";
-		INFO("arguments: " << joined);
-		DaemonProcess p(all);
-		CHECK(p.wait() == std::optional<int>(2));
-		const std::string err = p.err();
-		INFO("stderr: " << err);
-		CHECK(err.rfind("vhost-sound: --backend file: ", 0) == 0);
+		INFO("arguments: " << joined_args(all));
+		const Exited p = run_to_exit(all);
+		CHECK(p.status == std::optional<int>(2));
+		INFO("stderr: " << p.err);
+		CHECK(p.err.rfind("vhost-sound: --backend file: ", 0) == 0);
 		for (const auto &word : words)
-			CHECK(err.find(word) != std::string::npos);
-		CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+			CHECK(p.err.find(word) != std::string::npos);
+		CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
+		CHECK(p.out.empty());
 		CHECK_FALSE(fs::exists(tmp.path + "/o.wav"));
 	}
 	/* The input file of the last case was not replaced. */
@@ -565,12 +565,7 @@ TEST_CASE("SIGTERM in the middle of playback leaves a valid, complete WAV file",
 		/* Another format, and the signal while it plays. */
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
 		pcm.setup();
-		/* Start and let a few periods play (fewer than the buffer: no re-queueing). */
-		PcmRun run;
-		pcm.queue_all();
-		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
-		for (int i = 0; i < 3; i++)
-			pcm.wait_completion(run);
+		start_and_wait(snd, pcm, 0, 3);
 		daemon.process->signal(SIGTERM);
 		CHECK(daemon.process->wait() == std::optional<int>(0));
 	}
