@@ -388,38 +388,43 @@ WavParse parse_wav_header(std::span<const uint8_t> file)
 		file.size());
 }
 
-void to_wav_samples(uint8_t format, std::span<uint8_t> bytes) noexcept
+namespace {
+
+/* Rewrite every whole sample of a padded \a format in \a bytes: \a move gets
+ * the sample in the top bits of a 32-bit word (the bits below it zero) and
+ * the container's width, and returns the word whose top bits are stored. */
+template<typename Move>
+void rewrite_samples(uint8_t format, std::span<uint8_t> bytes, Move move) noexcept
 {
 	const auto layout = wav_layout(format);
 	if (!layout || layout->shift == 0)
 		return;
 	const size_t width = layout->container_bits / 8u;
+	const unsigned low = static_cast<unsigned>(8 * (4 - width));
 	for (size_t i = 0; i + width <= bytes.size(); i += width) {
-		uint32_t v = 0;
+		uint32_t word = 0;
 		for (size_t b = 0; b < width; b++)
-			v |= uint32_t{bytes[i + b]} << (8 * b);
-		/* The bits above the significant ones are padding and drop out. */
-		v <<= layout->shift;
+			word |= uint32_t{bytes[i + b]} << (low + 8 * b);
+		word = move(word, layout->shift);
 		for (size_t b = 0; b < width; b++)
-			bytes[i + b] = static_cast<uint8_t>(v >> (8 * b));
+			bytes[i + b] = static_cast<uint8_t>(word >> (low + 8 * b));
 	}
+}
+
+} // namespace
+
+void to_wav_samples(uint8_t format, std::span<uint8_t> bytes) noexcept
+{
+	/* The bits above the significant ones are padding and drop out. */
+	rewrite_samples(format, bytes, [](uint32_t word, unsigned shift) { return word << shift; });
 }
 
 void from_wav_samples(uint8_t format, std::span<uint8_t> bytes) noexcept
 {
-	const auto layout = wav_layout(format);
-	if (!layout || layout->shift == 0)
-		return;
-	const size_t width = layout->container_bits / 8u;
-	for (size_t i = 0; i + width <= bytes.size(); i += width) {
-		uint32_t u = 0;
-		for (size_t b = 0; b < width; b++)
-			u |= uint32_t{bytes[i + b]} << (8 * (b + 4 - width));
-		/* Sign-extended from the container, as ALSA's padded formats are. */
-		const int32_t v = static_cast<int32_t>(u) >> (8 * (4 - width) + layout->shift);
-		for (size_t b = 0; b < width; b++)
-			bytes[i + b] = static_cast<uint8_t>(static_cast<uint32_t>(v) >> (8 * b));
-	}
+	/* Sign-extended from the container, as ALSA's padded formats are. */
+	rewrite_samples(format, bytes, [](uint32_t word, unsigned shift) {
+		return static_cast<uint32_t>(static_cast<int32_t>(word) >> shift);
+	});
 }
 
 } // namespace vhost_sound::wav
