@@ -14,6 +14,9 @@ if [[ "${1:-}" == "--tests" ]]; then
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
 	# The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
 	packages+=(clang libclang-rt-dev)
+	# The file back-end's tests read its WAV files back with independent
+	# readers: sox/soxi, and libsndfile through Python's ctypes.
+	packages+=(sox libsndfile1)
 fi
 
 missing=()
