@@ -360,11 +360,44 @@ def snd_seeds():
         write('snd', name, data)
 
 
+def wav_seeds():
+    def chunk(tag, body):
+        return tag + u32(len(body)) + body + (b'\0' if len(body) % 2 else b'')
+
+    def riff(*chunks):
+        body = b'WAVE' + b''.join(chunks)
+        return b'RIFF' + u32(len(body)) + body
+
+    def fmt(tag, channels, rate, bits, container=None):
+        block = channels * (container or bits) // 8
+        return chunk(b'fmt ', u16(tag) + u16(channels) + u32(rate) + u32(rate * block) + u16(block) + u16(bits))
+
+    def extensible(channels, rate, container, valid, subformat_tag, mask):
+        block = channels * container // 8
+        guid = u16(subformat_tag) + bytes.fromhex('000000001000800000aa00389b71')
+        body = (u16(0xfffe) + u16(channels) + u32(rate) + u32(rate * block) + u16(block) + u16(container) +
+                u16(22) + u16(valid) + u32(mask) + guid)
+        return chunk(b'fmt ', body)
+
+    seeds = {
+        's16_stereo': riff(fmt(1, 2, 48000, 16), chunk(b'data', bytes(range(64)))),
+        'u8_mono_odd_chunk': riff(chunk(b'LIST', b'INFOx'), fmt(1, 1, 8000, 8), chunk(b'data', bytes(7))),
+        's24_3': riff(fmt(1, 2, 44100, 24), chunk(b'data', bytes(60))),
+        'float_6ch': riff(extensible(6, 48000, 32, 32, 3, 0x3f), chunk(b'data', bytes(6 * 4 * 4))),
+        's24_in_32': riff(extensible(2, 96000, 32, 24, 1, 0x3), chunk(b'data', bytes(32))),
+        'streamed_size': riff(fmt(1, 2, 48000, 16)) + b'data' + u32(0xffffffff) + bytes(40),
+        'truncated': riff(fmt(1, 2, 48000, 16), chunk(b'data', bytes(64)))[:50],
+    }
+    for name, data in seeds.items():
+        write('wav', name, data)
+
+
 def main():
     wire_seeds()
     virtqueue_seeds()
     session_seeds()
     snd_seeds()
+    wav_seeds()
     return 0
 
 
