@@ -9,7 +9,7 @@
 namespace vhost_sound {
 
 using control::on_off;
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 

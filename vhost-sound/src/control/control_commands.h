@@ -44,7 +44,7 @@ public:
 	std::string handle(std::string_view line);
 
 	/** \brief STATUS's JSON document (schema control::kSchema). */
-	nlohmann::json status() const;
+	nlohmann::ordered_json status() const;
 
 private:
 	std::string query() const;

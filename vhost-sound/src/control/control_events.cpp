@@ -8,7 +8,7 @@
 
 namespace vhost_sound {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 ControlEvents::ControlEvents(boost::asio::io_context &io, SoundDevice &device,
 			     ControlServer &server)

@@ -53,7 +53,7 @@ public:
 	void backend_error(uint32_t id, const std::string &what) override;
 
 private:
-	void publish(const char *event, nlohmann::json fields);
+	void publish(const char *event, nlohmann::ordered_json fields);
 	void schedule_xrun_check();
 	void check_xruns();
 
