@@ -6,12 +6,15 @@ set -euo pipefail
 packages=(
 	g++ meson ninja-build pkg-config python3
 	libboost-dev libboost-program-options-dev
-	libspdlog-dev libfmt-dev catch2
+	libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev scdoc
 )
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
 	# cpio to pack it; the kernel package itself is fetched with apt-get download.
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
+	# The control tests: systemd-analyze and systemd-socket-activate (the
+	# units, LISTEN_FDS); setpriv and unshare (foreign uids, the sandbox).
+	packages+=(systemd util-linux)
 fi
 
 missing=()

@@ -99,8 +99,22 @@ public:
 	/* Send \a request and return its reply, exiting 1 on ERR. */
 	std::string ask(const control::Request &request)
 	{
-		send(control::format_request(request));
-		const std::string reply_line = line(timeout_);
+		std::optional<Unreachable> send_failed;
+		try {
+			send(control::format_request(request));
+		} catch (const Unreachable &e) {
+			/* A refused peer is answered (ERR 403) and closed, maybe before
+			 * our request is out: the answer may still be there to read. */
+			send_failed = e;
+		}
+		std::string reply_line;
+		try {
+			reply_line = line(timeout_);
+		} catch (const Unreachable &) {
+			if (send_failed)
+				throw *send_failed;
+			throw;
+		}
 		const auto reply = control::parse_reply(reply_line);
 		if (!reply)
 			fail("not a reply: '" + reply_line.substr(0, 200) + "'");
