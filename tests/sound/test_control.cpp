@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include "audio/null/null_backend.h"
+#include "ci_require.h"
 #include "control/control_events.h"
 #include "control/control_server.h"
+#include "control/runtime_paths.h"
 #include "device/sound_device.h"
 #include "log_capture.h"
 #include "socket_client.h"
@@ -501,21 +503,11 @@ std::string query_as(const std::string &path, uid_t id, gid_t primary, std::opti
 	return out;
 }
 
-bool running_as_root_or_fail()
-{
-	if (::geteuid() == 0)
-		return true;
-	if (const char *ci = std::getenv("CI"); ci && std::string(ci) == "true")
-		FAIL("CI runs as root: the foreign-uid tests need it");
-	WARN("not root: the foreign-uid tests cannot switch uid; skipped");
-	return false;
-}
-
 } // namespace
 
 TEST_CASE("SO_PEERCRED: a foreign uid gets ERR 403 and is disconnected; allowed uids and groups get in", "[control][hostile]")
 {
-	if (!running_as_root_or_fail())
+	if (!sound_test::root_or_fail("the foreign-uid test switches uids"))
 		return;
 	ControlFixture f;
 	/* The directory and the socket open to all: the peer check is what keeps them out. */
@@ -557,4 +549,26 @@ TEST_CASE("SO_PEERCRED: a foreign uid gets ERR 403 and is disconnected; allowed 
 
 	auto &sinks = logger().sinks();
 	sinks.erase(std::remove(sinks.begin(), sinks.end(), capture), sinks.end());
+}
+
+TEST_CASE("the socket-path convention: /run for root, $XDG_RUNTIME_DIR for others", "[control]")
+{
+	const char *saved = std::getenv("XDG_RUNTIME_DIR");
+	const std::string keep = saved ? saved : "";
+	::setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
+	CHECK(runtime_socket_dir(0) == "/run/vhost-sound");
+	CHECK(runtime_socket_dir(1000) == "/run/user/1000/vhost-sound");
+	CHECK(vm_socket_path("win11", VmSocket::VhostUser, 0) == "/run/vhost-sound/win11.sock");
+	CHECK(vm_socket_path("win11", VmSocket::Control, 1000) == "/run/user/1000/vhost-sound/win11.ctl");
+	for (const char *bad : { "", ".", "..", "a/b", "x\ny", "tab\there" })
+		CHECK_THROWS_WITH(vm_socket_path(bad, VmSocket::Control, 0), Catch::Contains("cannot name a socket"));
+	CHECK_THROWS_WITH(vm_socket_path(std::string(200, 'v'), VmSocket::Control, 0),
+			  Catch::Contains("longer than a Unix socket address"));
+	::setenv("XDG_RUNTIME_DIR", "relative", 1);
+	CHECK_THROWS_WITH(runtime_socket_dir(1000), Catch::Contains("XDG_RUNTIME_DIR"));
+	::unsetenv("XDG_RUNTIME_DIR");
+	CHECK_THROWS_WITH(vm_socket_path("vm", VmSocket::Control, 1000), Catch::Contains("XDG_RUNTIME_DIR"));
+	CHECK(runtime_socket_dir(0) == "/run/vhost-sound");
+	if (saved)
+		::setenv("XDG_RUNTIME_DIR", keep.c_str(), 1);
 }

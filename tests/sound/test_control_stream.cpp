@@ -100,6 +100,16 @@ private:
 	std::map<uint16_t, uint64_t> heads_;
 };
 
+/* The daemon with its control socket, a host user on it, and a guest driver. */
+struct Setup {
+	SoundDaemon daemon;
+	Control control{ daemon };
+	LineClient user{ control.path };
+	vhostpp::DeviceDriver driver{ daemon.socket_path(), sound_driver_options() };
+	SoundDriver snd{ driver };
+	EventQueue events{ snd };
+};
+
 /* A 10 ms period, stereo 48 kHz S16, four periods per buffer. */
 PcmConfig ten_ms()
 {
@@ -265,12 +275,8 @@ TEST_CASE("SET input off while a guest captures: zeros from the next buffer, the
 
 TEST_CASE("SET output off while a guest plays: the back-end receives silence, timing unchanged, STATUS matches", "[stream][control][timing]")
 {
-	SoundDaemon daemon;
-	Control control(daemon);
-	LineClient user(control.path);
-	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
-	SoundDriver snd(driver);
-	EventQueue events(snd);
+	Setup setup;
+	auto &[daemon, control, user, driver, snd, events] = setup;
 	events.queue(2);
 
 	const PcmConfig config = ten_ms();
@@ -353,12 +359,8 @@ TEST_CASE("SET output off while a guest plays: the back-end receives silence, ti
 
 TEST_CASE("no event buffer queued: the latest jack state waits and goes out with the next buffer", "[control]")
 {
-	SoundDaemon daemon;
-	Control control(daemon);
-	LineClient user(control.path);
-	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
-	SoundDriver snd(driver);
-	EventQueue events(snd);
+	Setup setup;
+	auto &[daemon, control, user, driver, snd, events] = setup;
 
 	REQUIRE(user.ask("SET input on") == "OK input on");
 	REQUIRE(user.ask("SET input off") == "OK input off");

@@ -21,6 +21,7 @@
 
 #include <vhostpp/frontend.h>
 
+#include "ci_require.h"
 #include "daemon_process.h"
 #include "linux_driver.h"
 #include "socket_client.h"
@@ -95,27 +96,6 @@ struct Daemon {
 		process->wait();
 	}
 };
-
-bool is_root_or_fail()
-{
-	if (::geteuid() == 0)
-		return true;
-	if (const char *ci = std::getenv("CI"); ci && std::string(ci) == "true")
-		FAIL("CI runs as root: this test switches uids");
-	WARN("not root: cannot switch uids; skipped");
-	return false;
-}
-
-bool have_program_or_fail(const std::string &name)
-{
-	const Result r = run("sh", { "-c", "command -v " + name });
-	if (r.status == 0)
-		return true;
-	if (const char *ci = std::getenv("CI"); ci && std::string(ci) == "true")
-		FAIL(name + " is missing: tools/setup.sh --tests installs it");
-	WARN(name + " is missing; skipped");
-	return false;
-}
 
 } // namespace
 
@@ -249,7 +229,7 @@ TEST_CASE("vhostctl: every subcommand against a running daemon, its output and e
 
 TEST_CASE("vhostctl: an ERR reply exits 1: a foreign uid refused, then let in with --control-allow-uid", "[vhostctl][process]")
 {
-	if (!is_root_or_fail() || !have_program_or_fail("setpriv"))
+	if (!root_or_fail("this test switches uids") || !program_or_fail("setpriv"))
 		return;
 	TempDir dir(0755);
 	const std::string vhostctl_path = env_or_fail("VHOSTCTL");
@@ -354,7 +334,7 @@ void check_device(const std::string &sock, uint8_t mic_connected)
 
 TEST_CASE("LISTEN_FDS: one socket is the vhost-user one; two are told apart by FileDescriptorName=", "[systemd][process]")
 {
-	if (!have_program_or_fail("systemd-socket-activate"))
+	if (!program_or_fail("systemd-socket-activate"))
 		return;
 	TempDir dir;
 	const std::string sock = dir.path + "/snd.sock", ctl = dir.path + "/snd.ctl";
@@ -402,7 +382,7 @@ TEST_CASE("LISTEN_FDS: one socket is the vhost-user one; two are told apart by F
 
 TEST_CASE("the systemd units pass systemd-analyze verify; security exposure is low", "[systemd][process]")
 {
-	if (!have_program_or_fail("systemd-analyze"))
+	if (!program_or_fail("systemd-analyze"))
 		return;
 	const std::string units = env_or_fail("VHOST_SOUND_TEST_UNITS");
 	TempDir dir;
@@ -428,8 +408,8 @@ TEST_CASE("the systemd units pass systemd-analyze verify; security exposure is l
 
 TEST_CASE("the daemon under the units' sandbox, as far as it applies without systemd", "[systemd][process]")
 {
-	if (!is_root_or_fail() || !have_program_or_fail("systemd-socket-activate") || !have_program_or_fail("unshare") ||
-	    !have_program_or_fail("setpriv"))
+	if (!root_or_fail("this test switches uids") || !program_or_fail("systemd-socket-activate") || !program_or_fail("unshare") ||
+	    !program_or_fail("setpriv"))
 		return;
 	TempDir dir(0755);
 	const std::string sock = dir.path + "/snd.sock", ctl = dir.path + "/snd.ctl";
