@@ -12,6 +12,9 @@ if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
 	# cpio to pack it; the kernel package itself is fetched with apt-get download.
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
+	# The file back-end's tests read its WAV files back with independent
+	# readers: sox/soxi, and libsndfile through Python's ctypes.
+	packages+=(sox libsndfile1)
 	# The control tests: systemd-analyze and systemd-socket-activate (the
 	# units, LISTEN_FDS); setpriv and unshare (foreign uids, the sandbox).
 	packages+=(systemd util-linux)

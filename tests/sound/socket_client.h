@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <thread>
 #include <cstring>
 #include <optional>
 #include <poll.h>
@@ -15,6 +14,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace sound_test {
@@ -115,7 +115,7 @@ private:
 };
 
 /**
- * \brief QUERY on a daemon's control socket once it exists: a path cannot be
+ * \brief QUERY on the daemon's control socket once it exists: a path cannot be
  * waited on, so retry for up to 2 s while the daemon starts.
  */
 inline std::optional<std::string> query_when_up(const std::string &ctl)

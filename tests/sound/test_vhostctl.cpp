@@ -63,15 +63,15 @@ Result vhostctl(const std::vector<std::string> &args)
 }
 
 /* A fresh directory under /tmp, removed at the end; \a mode 0755 lets other uids in. */
-struct TempDir {
+struct OpenDir {
 	std::string path;
-	explicit TempDir(mode_t mode = 0700)
+	explicit OpenDir(mode_t mode = 0700)
 	{
 		char tmpl[] = "/tmp/vhostctl-test-XXXXXX";
 		path = ::mkdtemp(tmpl);
 		::chmod(path.c_str(), mode);
 	}
-	~TempDir()
+	~OpenDir()
 	{
 		std::error_code ec;
 		std::filesystem::remove_all(path, ec);
@@ -82,7 +82,7 @@ struct TempDir {
 struct Daemon {
 	std::string sock, ctl;
 	std::unique_ptr<DaemonProcess> process;
-	Daemon(const TempDir &dir, std::vector<std::string> extra = {})
+	Daemon(const OpenDir &dir, std::vector<std::string> extra = {})
 		: sock(dir.path + "/snd.sock"), ctl(dir.path + "/snd.ctl")
 	{
 		std::vector<std::string> args{ "--socket", sock, "--control-socket", ctl, "--log-level", "warn" };
@@ -101,7 +101,7 @@ struct Daemon {
 
 TEST_CASE("vhostctl: every subcommand against a running daemon, its output and exit codes", "[vhostctl][process]")
 {
-	TempDir dir;
+	OpenDir dir;
 	Daemon daemon(dir);
 	const std::vector<std::string> s{ "-s", daemon.ctl };
 	auto ctl = [&](std::vector<std::string> args) {
@@ -231,7 +231,7 @@ TEST_CASE("vhostctl: an ERR reply exits 1: a foreign uid refused, then let in wi
 {
 	if (!root_or_fail("this test switches uids") || !program_or_fail("setpriv"))
 		return;
-	TempDir dir(0755);
+	OpenDir dir(0755);
 	const std::string vhostctl_path = env_or_fail("VHOSTCTL");
 	auto as_nobody = [&](const std::string &ctl) {
 		return run("setpriv", { "--reuid=65534", "--regid=65534", "--clear-groups", vhostctl_path, "-s",
@@ -336,7 +336,7 @@ TEST_CASE("LISTEN_FDS: one socket is the vhost-user one; two are told apart by F
 {
 	if (!program_or_fail("systemd-socket-activate"))
 		return;
-	TempDir dir;
+	OpenDir dir;
 	const std::string sock = dir.path + "/snd.sock", ctl = dir.path + "/snd.ctl";
 
 	SECTION("one socket, no name")
@@ -385,7 +385,7 @@ TEST_CASE("the systemd units pass systemd-analyze verify; security exposure is l
 	if (!program_or_fail("systemd-analyze"))
 		return;
 	const std::string units = env_or_fail("VHOST_SOUND_TEST_UNITS");
-	TempDir dir;
+	OpenDir dir;
 	/* The test copies name the build tree's binary, which must exist for verify. */
 	for (const char *unit : { "vhost-sound@.service", "vhost-sound@.socket", "vhost-sound-control@.socket" })
 		std::filesystem::copy_file(units + "/test-" + unit, dir.path + "/" + unit);
@@ -411,7 +411,7 @@ TEST_CASE("the daemon under the units' sandbox, as far as it applies without sys
 	if (!root_or_fail("this test switches uids") || !program_or_fail("systemd-socket-activate") || !program_or_fail("unshare") ||
 	    !program_or_fail("setpriv"))
 		return;
-	TempDir dir(0755);
+	OpenDir dir(0755);
 	const std::string sock = dir.path + "/snd.sock", ctl = dir.path + "/snd.ctl";
 	/*
 	 * As the units: sockets passed by name, a user that is not root, no new
