@@ -60,6 +60,13 @@ public:
 	 * fd 3 in the child.
 	 */
 	explicit DaemonProcess(const std::vector<std::string> &args, std::optional<int> inherit_fd = {})
+		: DaemonProcess(vhost_sound_binary(), args, inherit_fd)
+	{
+	}
+
+	/** \brief Start \a binary (a path, or a name looked up in PATH) with \a args. */
+	DaemonProcess(const std::string &binary, const std::vector<std::string> &args,
+		      std::optional<int> inherit_fd = {})
 	{
 		int out[2], err[2];
 		if (::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
@@ -71,14 +78,14 @@ public:
 		if (inherit_fd)
 			posix_spawn_file_actions_adddup2(&actions, *inherit_fd, 3);
 
-		std::vector<std::string> argv_strings{ vhost_sound_binary() };
+		std::vector<std::string> argv_strings{ binary };
 		argv_strings.insert(argv_strings.end(), args.begin(), args.end());
 		std::vector<char *> argv;
 		for (auto &s : argv_strings)
 			argv.push_back(s.data());
 		argv.push_back(nullptr);
 
-		const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+		const int rc = ::posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
 		posix_spawn_file_actions_destroy(&actions);
 		::close(out[1]);
 		::close(err[1]);

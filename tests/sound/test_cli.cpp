@@ -9,6 +9,7 @@
 #include <vhostpp/frontend.h>
 
 #include "cli.h"
+#include "control/runtime_paths.h"
 #include "daemon_process.h"
 #include "socket_client.h"
 #include "device/virtio_snd.h"
@@ -62,6 +63,31 @@ TEST_CASE("command line: defaults and every option", "[cli]")
 	CHECK(*r.options->control_socket == "/tmp/c");
 	CHECK(r.options->log_level == spdlog::level::debug);
 
+	r = parse({ "--socket", "/tmp/s", "--control-socket", "/tmp/c", "--control-socket-mode", "0660",
+		    "--control-socket-group", "0", "--control-allow-uid", "root", "--control-allow-uid",
+		    "65534", "--control-allow-gid", "root" });
+	REQUIRE(r.options);
+	CHECK(r.options->control_socket_mode == 0660);
+	CHECK(r.options->control_socket_group == std::optional<gid_t>(0));
+	CHECK(r.options->control_allow_uids == std::vector<uid_t>{ 0, 65534 });
+	CHECK(r.options->control_allow_gids == std::vector<gid_t>{ 0 });
+	CHECK(r.options->control_socket_mode == 0660);
+
+	/* --name alone: the sockets at the runtime directory's default paths. */
+	r = parse({ "--name", "vm1" });
+	REQUIRE(r.options);
+	const std::string runtime = vm_socket_path("vm1", VmSocket::Control, ::geteuid());
+	CHECK(*r.options->socket_path == vm_socket_path("vm1", VmSocket::VhostUser, ::geteuid()));
+	CHECK(*r.options->control_socket == runtime);
+	CHECK(r.options->name == "vm1");
+	if (::geteuid() == 0)
+		CHECK(runtime == "/run/vhost-sound/vm1.ctl");
+	/* An explicit path wins. */
+	r = parse({ "--name", "vm1", "--socket", "/tmp/s" });
+	REQUIRE(r.options);
+	CHECK(*r.options->socket_path == "/tmp/s");
+	CHECK_FALSE(r.options->control_socket);
+
 	r = parse({ "--socket", "/tmp/s", "--streams", "input" });
 	REQUIRE(r.options);
 	CHECK_FALSE(r.options->output_enabled);
@@ -108,6 +134,15 @@ const std::vector<std::pair<std::vector<std::string>, std::string>> kBadCommandL
 	{ { "--socket", "/tmp/a", "--log-level", "loud" }, "--log-level" },
 	{ { "--socket", "/tmp/a", "--frobnicate" }, "unrecognised" },
 	{ { "--socket", "/tmp/a", "extra" }, "positional" },
+	{ { "--name", "a/b" }, "cannot name a socket" },
+	{ { "--name", ".." }, "cannot name a socket" },
+	{ { "--name", std::string(120, 'n') }, "longer than a Unix socket address" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "0999" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "1777" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "rw" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-group", "no-such-group-x" }, "no such group" },
+	{ { "--socket", "/tmp/a", "--control-allow-uid", "no-such-user-x" }, "no such user" },
+	{ { "--socket", "/tmp/a", "--control-allow-gid", "no-such-group-x" }, "no such group" },
 };
 
 } // namespace
