@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "audio/frame_clock.h"
 #include "audio/null/null_backend.h"
 
 using namespace vhost_sound;
@@ -62,11 +63,11 @@ TEST_CASE("the tick is a quarter period, between 1 and 10 ms", "[null_backend]")
 {
 	using namespace std::chrono_literals;
 	auto p = stereo48k(Direction::Output);
-	CHECK(NullBackend::tick_interval(p) == 10ms); /* 42.7 ms period */
+	CHECK(FrameClock::tick_interval(p) == 10ms); /* 42.7 ms period */
 	p.period_bytes = 1920;                       /* 10 ms period */
-	CHECK(NullBackend::tick_interval(p) == 2500us);
+	CHECK(FrameClock::tick_interval(p) == 2500us);
 	p.period_bytes = 64;
-	CHECK(NullBackend::tick_interval(p) == 1ms);
+	CHECK(FrameClock::tick_interval(p) == 1ms);
 }
 
 TEST_CASE("the null sink consumes at the stream's rate from the clock", "[null_backend][timing]")
