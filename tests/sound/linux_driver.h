@@ -232,6 +232,8 @@ public:
 	}
 
 	size_t periods_per_buffer() const { return periods_; }
+	/** \brief Guest address of the ALSA ring buffer: period \a i is at dma_gpa() + i * period_bytes. */
+	uint64_t dma_gpa() const { return dma_gpa_; }
 	/** \brief Where period \a slot's samples lie in guest memory. */
 	uint64_t period_gpa(size_t slot) const { return dma_gpa_ + slot * config_.period_bytes; }
 

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -112,6 +113,17 @@ public:
 	};
 
 	explicit SoundDaemon(SoundDevice::Options options = {}, Backend which = Backend::Recording)
+		: SoundDaemon(options, [which](boost::asio::io_context &io) -> std::unique_ptr<AudioBackend> {
+			  if (which == Backend::Recording)
+				  return std::make_unique<RecordingBackend>(io);
+			  return std::make_unique<NullBackend>(io);
+		  })
+	{
+	}
+
+	/** \brief A daemon on the back-end \a make_backend builds (e.g. ALSA on a test config). */
+	using BackendFactory = std::function<std::unique_ptr<AudioBackend>(boost::asio::io_context &)>;
+	SoundDaemon(SoundDevice::Options options, const BackendFactory &make_backend)
 		: work_(boost::asio::make_work_guard(io_))
 	{
 		char dir[] = "/tmp/vhost-sound-test-XXXXXX";
@@ -119,10 +131,7 @@ public:
 			throw std::runtime_error("mkdtemp failed");
 		dir_ = dir;
 		path_ = dir_ + "/snd.sock";
-		if (which == Backend::Recording)
-			backend_ = std::make_unique<RecordingBackend>(io_);
-		else
-			backend_ = std::make_unique<NullBackend>(io_);
+		backend_ = make_backend(io_);
 		device_ = std::make_unique<SoundDevice>(*backend_, silence_, options);
 		server_ = std::make_unique<vhostpp::Server>(io_, *device_);
 		server_->listen(path_);
@@ -182,7 +191,7 @@ private:
 	boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
 	std::string dir_;
 	std::string path_;
-	std::unique_ptr<NullBackend> backend_;
+	std::unique_ptr<AudioBackend> backend_;
 	/* The daemon's own clock for a disabled input, as in main(). */
 	NullBackend silence_{ io_ };
 	std::unique_ptr<SoundDevice> device_;
