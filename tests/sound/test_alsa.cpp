@@ -90,7 +90,9 @@ private:
 		  /* Refuses every rate but 48000 (S32_LE, 2 channels): an AC-3 encoder,
 		   * made interleaved by the copy plugin. */
 		  << "pcm.ac3 { type a52 slavepcm \"n48\" rate 48000 channels 2 }\n"
-		  << "pcm.only48k { type copy slave.pcm \"ac3\" }\n";
+		  << "pcm.only48k { type copy slave.pcm \"ac3\" }\n"
+		  /* PipeWire's ALSA plugin, into whatever daemon PIPEWIRE_RUNTIME_DIR names. */
+		  << "pcm.pw { type pipewire }\n";
 		::setenv("ALSA_CONFIG_PATH", conf.c_str(), 1);
 	}
 
@@ -169,6 +171,116 @@ PcmConfig ten_ms(uint8_t format, uint8_t rate, uint8_t channels)
 	c.buffer_bytes = 4 * c.period_bytes;
 	return c;
 }
+
+/* True when CI=true: a missing component then fails the test instead of skipping it. */
+bool in_ci()
+{
+	const char *ci = std::getenv("CI");
+	return ci && std::string(ci) == "true";
+}
+
+std::optional<std::string> find_program(const std::string &name)
+{
+	const char *path = std::getenv("PATH");
+	std::string dirs = path ? path : "/usr/bin:/bin";
+	for (size_t at = 0; at <= dirs.size();) {
+		const size_t end = std::min(dirs.find(':', at), dirs.size());
+		const fs::path candidate = fs::path(dirs.substr(at, end - at)) / name;
+		if (::access(candidate.c_str(), X_OK) == 0)
+			return candidate.string();
+		at = end + 1;
+	}
+	return std::nullopt;
+}
+
+/**
+ * A private PipeWire: its own runtime directory, a daemon with one null
+ * sink (driven by its own timer: a clock that is not ours), and WirePlumber
+ * in a private D-Bus session to link streams to it. Every process is killed,
+ * with its process group, when this goes.
+ */
+class PipeWireWorld
+{
+public:
+	PipeWireWorld()
+	{
+		for (const char *program : { "pipewire", "wireplumber", "dbus-run-session", "pw-link" }) {
+			if (!find_program(program)) {
+				missing_ = program;
+				return;
+			}
+		}
+		char dir[] = "/tmp/vhost-sound-pw-XXXXXX";
+		if (!::mkdtemp(dir))
+			throw std::runtime_error("mkdtemp failed");
+		dir_ = dir;
+		const std::string conf = dir_ + "/pipewire.conf";
+		std::ofstream(conf)
+			<< "context.properties = { core.daemon = true core.name = pipewire-0 "
+			   "default.clock.rate = 48000 }\n"
+			   "context.spa-libs = { audio.convert.* = audioconvert/libspa-audioconvert "
+			   "support.* = support/libspa-support }\n"
+			   "context.modules = [\n"
+			   "  { name = libpipewire-module-protocol-native }\n"
+			   "  { name = libpipewire-module-spa-node-factory }\n"
+			   "  { name = libpipewire-module-client-node }\n"
+			   "  { name = libpipewire-module-access }\n"
+			   "  { name = libpipewire-module-adapter }\n"
+			   "  { name = libpipewire-module-link-factory }\n"
+			   "  { name = libpipewire-module-metadata }\n"
+			   "]\n"
+			   "context.objects = [\n"
+			   "  { factory = spa-node-factory args = { factory.name = support.node.driver "
+			   "node.name = Dummy-Driver priority.driver = 8000 } }\n"
+			   "  { factory = adapter args = { factory.name = support.null-audio-sink "
+			   "node.name = vs-test-sink media.class = Audio/Sink audio.position = [ FL FR ] "
+			   "priority.session = 2000 } }\n"
+			   "]\n";
+		::setenv("XDG_RUNTIME_DIR", dir_.c_str(), 1);
+		::setenv("PIPEWIRE_RUNTIME_DIR", dir_.c_str(), 1);
+		daemon_ = std::make_unique<DaemonProcess>("pipewire", std::vector<std::string>{ "-c", conf },
+							  std::nullopt, true);
+		wait_for([&] { return fs::exists(dir_ + "/pipewire-0"); }, "the PipeWire socket");
+		session_ = std::make_unique<DaemonProcess>(
+			"dbus-run-session", std::vector<std::string>{ "--", "wireplumber" }, std::nullopt, true);
+		/* WirePlumber gives the sink its ports once it manages it: then it links streams. */
+		wait_for([&] {
+			DaemonProcess links("pw-link", { "-i" }, std::nullopt, false);
+			links.wait(3000);
+			return links.out().find("vs-test-sink:playback_FL") != std::string::npos;
+		}, "WirePlumber to configure the null sink");
+	}
+
+	~PipeWireWorld()
+	{
+		session_.reset();
+		daemon_.reset();
+		if (!dir_.empty()) {
+			std::error_code ec;
+			fs::remove_all(dir_, ec);
+		}
+	}
+
+	/* The program that is not installed, "" when all are. */
+	const std::string &missing() const { return missing_; }
+
+private:
+	template<typename F>
+	void wait_for(F ready, const char *what)
+	{
+		const auto deadline = Clock::now() + std::chrono::seconds(20);
+		while (!ready()) {
+			if (Clock::now() > deadline)
+				throw std::runtime_error(std::string("timed out waiting for ") + what);
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		}
+	}
+
+	std::string missing_;
+	std::string dir_;
+	std::unique_ptr<DaemonProcess> daemon_;
+	std::unique_ptr<DaemonProcess> session_;
+};
 
 PcmStream::Stats stats_of(SoundDaemon &daemon, uint32_t stream)
 {
@@ -510,4 +622,66 @@ TEST_CASE("a guest that stalls 200 ms: one counted underrun, playback goes on", 
 	CHECK(run.release_status == vs::kStatusOk);
 	CHECK(std::all_of(run.statuses.begin(), run.statuses.end(),
 			  [](uint32_t s) { return s == vs::kStatusOk; }));
+}
+
+TEST_CASE("a PCM with its own clock keeps it: PipeWire's ALSA plugin into a private null sink", "[alsa][pipewire][timing]")
+{
+	AlsaWorld::get();
+	PipeWireWorld pipewire;
+	if (!pipewire.missing().empty()) {
+		if (in_ci())
+			FAIL("CI=true but " << pipewire.missing() << " is not installed");
+		WARN("not run: " << pipewire.missing() << " is not installed");
+		return;
+	}
+	SoundDaemon daemon({}, alsa("pw", "rec"));
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config; /* aplay's 48 kHz S16 stereo, 32768 / 8192 */
+	const size_t periods = periods_for(3.0, config);
+	const double nominal = nominal_seconds(periods, config);
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+	pcm.setup();
+	pcm.queue_all();
+	PcmRun run;
+	const auto t0 = Clock::now();
+	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	/* PipeWire takes a moment to link and start the stream; the rate is
+	 * measured once it runs, from the completion of period kSteady on. */
+	constexpr size_t kSteady = 12;
+	Clock::time_point steady_start;
+	std::string feeder;
+	for (size_t i = 0; i < periods; i++) {
+		const size_t slot = pcm.wait_completion(run);
+		if (i + 1 == kSteady)
+			steady_start = Clock::now();
+		if (i == periods / 2)
+			feeder = stats_of(daemon, 0).feeder;
+		if (i + 1 < periods) {
+			pcm.queue_slot(slot);
+			pcm.kick();
+		}
+	}
+	const auto end = Clock::now();
+	const double seconds = std::chrono::duration<double>(end - t0).count();
+	const double steady = std::chrono::duration<double>(end - steady_start).count();
+	const double steady_nominal = nominal_seconds(periods - kSteady, config);
+	const uint32_t last_latency = run.latencies.back();
+	pcm.finish(run);
+	std::cout << fmt::format("timing: alsa pipewire playback of {:.4f} s took {:.4f} s from START; "
+				 "periods {}..{} ({:.4f} s of audio) took {:.4f} s ({:+.2f} %); last "
+				 "latency_bytes {} ({:.1f} ms); {}\n",
+				 nominal, seconds, kSteady, periods, steady_nominal, steady,
+				 100 * (steady - steady_nominal) / steady_nominal, last_latency,
+				 1000.0 * last_latency / byte_rate(config), feeder);
+	/* The sink's clock, not the back-end's: never paced by the back-end, and
+	 * completions at the sink's (real-time) rate. */
+	CHECK(feeder.find("device clock") != std::string::npos);
+	CHECK(steady >= steady_nominal * 0.97);
+	CHECK(steady <= steady_nominal * 1.03);
+	/* What the host still holds is in latency_bytes, so the guest's position is
+	 * right (within 50 ms: latency is sampled once per completion). */
+	CHECK(seconds + double(last_latency) / byte_rate(config) >= nominal - 0.05);
+	CHECK(last_latency > 0);
+	CHECK(run.release_status == vs::kStatusOk);
 }
