@@ -393,6 +393,15 @@ public:
 		return account(*used, run, true);
 	}
 
+	/** \brief The slot of a completion already in the used ring (checked as
+	 *  wait_completion() does), or nothing. */
+	std::optional<size_t> poll_completion(PcmRun &run)
+	{
+		if (const auto used = io_queue().get_used())
+			return account(*used, run, true);
+		return std::nullopt;
+	}
+
 	/** \brief STOP, RELEASE, and wait (1 s, as Linux) for every pending message. */
 	void finish(PcmRun &run)
 	{

@@ -211,6 +211,11 @@ TEST_CASE("FrameClock: frames due at the nominal rate, never owed twice, ahead f
 	clock.advance(480);
 	CHECK(clock.take_due(t0 + 35ms) == 0);
 	CHECK(clock.take_due(t0 + 45ms) == 240);
+	/* Frames given back are due again, on top of the new ones. */
+	CHECK(clock.take_due(t0 + 50ms) == 240);
+	clock.owe(100);
+	CHECK(clock.take_due(t0 + 50ms) == 100);
+	CHECK(clock.take_due(t0 + 55ms) == 240);
 	/* A restart owes nothing for the time before it. */
 	clock.start(t0 + 10s);
 	CHECK(clock.take_due(t0 + 10s + 1ms) == 48);

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 
@@ -53,6 +54,14 @@ public:
 	 * returns nothing until the clock has caught up with them.
 	 */
 	void advance(uint64_t frames) { frames_counted_ += frames; }
+
+	/**
+	 * \brief Give back \a frames that take_due() returned but the caller
+	 * could not move: the next take_due() returns them again, so a consumer
+	 * woken late catches up instead of falling behind the clock. The caller
+	 * bounds what it gives back; it can never move frames before they are due.
+	 */
+	void owe(uint64_t frames) { frames_counted_ -= std::min(frames, frames_counted_); }
 
 	/**
 	 * \brief The next tick after \a now on the grid start() set, skipping

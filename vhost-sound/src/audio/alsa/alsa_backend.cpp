@@ -54,6 +54,9 @@ constexpr FormatMapping kFormatMap[] = {
  * paced by its FrameClock: as the null back-end. */
 constexpr unsigned kPacedLookaheadTicks = 3;
 
+/* How much of a paced stream's shortfall is caught up rather than dropped. */
+constexpr unsigned kOwedTicks = 2;
+
 /* More xruns than this within one second: the device is gone in all but name. */
 constexpr unsigned kXrunStormPerSecond = 100;
 
@@ -363,10 +366,7 @@ private:
 				wait(clock.next_tick(Clock::now()), false);
 				continue;
 			}
-			if (params_.direction == Direction::Output)
-				clocked_output(clock, classified);
-			else
-				clocked_input();
+			clocked_step(clock, classified);
 		}
 	}
 
@@ -378,76 +378,54 @@ private:
 		clock.advance(frames_moved);
 	}
 
-	/* One step with the PCM as the clock; false after an error was handled. */
-	bool clocked_output(FrameClock &clock, bool &classified)
+	/* One step with the PCM as the clock. */
+	void clocked_step(FrameClock &clock, bool &classified)
 	{
+		const bool output = params_.direction == Direction::Output;
 		const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_.get());
-		if (avail < 0)
-			return recover(static_cast<int>(avail));
-		const size_t ring_frames = ring_.readable() / frame_bytes_;
+		if (avail < 0) {
+			recover(static_cast<int>(avail));
+			return;
+		}
+		/* What the ring can give (output) or take (input). */
+		const size_t ring_frames = (output ? ring_.readable() : ring_.writable()) / frame_bytes_;
 		const size_t n = std::min({ static_cast<size_t>(avail), ring_frames,
 					    static_cast<size_t>(geometry_.period) });
 		if (n > 0) {
-			const snd_pcm_sframes_t written = write_frames(n);
-			if (written < 0)
-				return recover(static_cast<int>(written));
-			frames_since_start_ += written;
+			const snd_pcm_sframes_t moved = output ? write_frames(n) : read_frames(n);
+			if (moved < 0) {
+				recover(static_cast<int>(moved));
+				return;
+			}
+			frames_since_start_ += moved;
 			snd_pcm_sframes_t delay = 0;
 			const bool have_delay = snd_pcm_delay(pcm_.get(), &delay) == 0;
-			if (!classified && have_delay) {
+			if (output && !classified && have_delay) {
 				/* Frames written a moment ago cannot have been played by a
 				 * device with a clock: a delay of 0 means there is none. */
 				classified = true;
 				if (delay == 0) {
 					set_paced(clock, frames_since_start_);
 					notifier_.notify();
-					return true;
+					return;
 				}
 			}
 			delay_frames_.store(have_delay && delay > 0 ? static_cast<uint64_t>(delay) : 0);
 			notifier_.notify();
-			return true;
+			return;
 		}
-		if (ring_frames == 0) {
-			/* Nothing to play: the loop refills the ring after our last
-			 * notification. A short sound below the start threshold must not
-			 * stay queued forever. */
-			if (snd_pcm_state(pcm_.get()) == SND_PCM_STATE_PREPARED && frames_since_start_ > 0)
-				snd_pcm_start(pcm_.get());
-			wait(Clock::now() + tick_, false);
-		} else {
+		if (avail == 0) {
+			/* The PCM is full (output) or has nothing yet (input). */
 			wait(Clock::now() + period_time(), true);
+			return;
 		}
-		return true;
-	}
-
-	bool clocked_input()
-	{
-		const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_.get());
-		if (avail < 0)
-			return recover(static_cast<int>(avail));
-		const size_t room = ring_.writable() / frame_bytes_;
-		const size_t n = std::min({ static_cast<size_t>(avail), room,
-					    static_cast<size_t>(geometry_.period) });
-		if (n > 0) {
-			const snd_pcm_sframes_t got = read_frames(n);
-			if (got < 0)
-				return recover(static_cast<int>(got));
-			snd_pcm_sframes_t delay = 0;
-			delay_frames_.store(snd_pcm_delay(pcm_.get(), &delay) == 0 && delay > 0
-						    ? static_cast<uint64_t>(delay)
-						    : 0);
-			notifier_.notify();
-			return true;
-		}
-		if (avail > 0) {
-			/* The ring is full: the loop drains it after our notification;
-			 * if it does not in time the device overruns, and that is counted. */
-			wait(Clock::now() + tick_, false);
-		} else {
-			wait(Clock::now() + period_time(), true);
-		}
-		return true;
+		/* The ring is empty (output) or full (input): the loop refills or
+		 * drains it after our last notification; if it does not in time the
+		 * device underruns or overruns, and that is counted. A short sound
+		 * below the start threshold must not stay queued forever. */
+		if (output && snd_pcm_state(pcm_.get()) == SND_PCM_STATE_PREPARED && frames_since_start_ > 0)
+			snd_pcm_start(pcm_.get());
+		wait(Clock::now() + tick_, false);
 	}
 
 	/* One tick of the FrameClock: move the frames that became due. */
@@ -456,50 +434,37 @@ private:
 		const uint64_t due = clock.take_due(Clock::now());
 		if (!due)
 			return;
-		uint64_t moved = 0;
+		const bool output = params_.direction == Direction::Output;
 		const bool lost = lost_error_.load() != 0;
-		if (params_.direction == Direction::Output) {
-			while (moved < due) {
-				const size_t n = std::min<uint64_t>({ due - moved, ring_.readable() / frame_bytes_,
-								      geometry_.period });
-				if (!n)
-					break;
-				if (lost) {
-					ring_.commit_read(n * frame_bytes_);
-				} else {
-					const snd_pcm_sframes_t r = write_frames(n);
-					if (r < 0) {
-						recover(static_cast<int>(r));
-						break;
-					}
-					if (r == 0)
-						break;
-				}
-				moved += n;
-			}
-		} else {
-			while (moved < due) {
-				const size_t n = std::min<uint64_t>({ due - moved, ring_.writable() / frame_bytes_,
-								      geometry_.period });
-				if (!n)
-					break;
-				if (lost) {
-					produce_silence(n);
-				} else {
-					const snd_pcm_sframes_t r = read_frames(n);
-					if (r < 0) {
-						recover(static_cast<int>(r));
-						break;
-					}
-					if (r == 0)
-						break;
-				}
-				moved += n;
-			}
+		uint64_t moved = 0;
+		while (moved < due) {
+			const size_t ring_frames = (output ? ring_.readable() : ring_.writable()) / frame_bytes_;
+			const size_t n = std::min<uint64_t>({ due - moved, ring_frames, geometry_.period });
+			if (!n)
+				break;
+			snd_pcm_sframes_t r = static_cast<snd_pcm_sframes_t>(n);
+			if (lost && output)
+				ring_.commit_read(n * frame_bytes_); /* dropped on time */
+			else if (lost)
+				produce_silence(n);
+			else
+				r = output ? write_frames(n) : read_frames(n);
+			if (r < 0)
+				recover(static_cast<int>(r));
+			if (r <= 0)
+				break;
+			moved += static_cast<uint64_t>(r);
 		}
-		/* Short of frames (output) or room (input): one xrun per episode;
-		 * the clock moves on, as the null back-end's does. */
-		count_xrun(moved < due);
+		/* Short of frames (output) or room (input): up to two ticks are
+		 * owed, so a late wake-up of the loop or of this thread is caught up
+		 * (never ahead of the clock, and in small steps: a burst would read
+		 * the guest's samples early). Beyond that the frames are dropped as
+		 * an xrun, one per episode, and the clock moves on, as the null
+		 * back-end's does. */
+		const uint64_t missing = due - std::min(due, moved);
+		const uint64_t owed = std::min<uint64_t>(missing, kOwedTicks * tick_frames_);
+		clock.owe(owed);
+		count_xrun(missing > owed);
 		notifier_.notify();
 	}
 
@@ -541,11 +506,11 @@ private:
 		ring_.commit_write(frames * frame_bytes_);
 	}
 
-	/* An xrun (EPIPE), a suspend (ESTRPIPE) or a fatal error. Returns false. */
-	bool recover(int err)
+	/* An xrun (EPIPE), a suspend (ESTRPIPE) or a fatal error. */
+	void recover(int err)
 	{
 		if (err == -EAGAIN || err == -EINTR)
-			return false;
+			return;
 		if (err == -EPIPE || err == -ESTRPIPE) {
 			xruns_.fetch_add(1);
 			const auto now = Clock::now();
@@ -555,17 +520,16 @@ private:
 			}
 			if (++storm_count_ > kXrunStormPerSecond) {
 				lose(err);
-				return false;
+				return;
 			}
 			int r = snd_pcm_recover(pcm_.get(), err, 1);
 			if (r >= 0 && params_.direction == Direction::Input)
 				r = snd_pcm_start(pcm_.get());
 			if (r < 0)
 				lose(r);
-			return false;
+			return;
 		}
 		lose(err);
-		return false;
 	}
 
 	/* The device is gone (ENODEV, EBADFD, an xrun storm ...): stop touching it
