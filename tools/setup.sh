@@ -7,6 +7,7 @@ packages=(
 	g++ meson ninja-build pkg-config python3
 	libboost-dev libboost-program-options-dev
 	libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev scdoc
+	libasound2-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
@@ -20,6 +21,12 @@ if [[ "${1:-}" == "--tests" ]]; then
 	# The control tests: systemd-analyze and systemd-socket-activate (the
 	# units, LISTEN_FDS); setpriv and unshare (foreign uids, the sandbox).
 	packages+=(systemd util-linux)
+	# The ALSA back-end's tests: alsa-lib's file/null/linear/copy plugins come
+	# with libasound2; the a52 plugin (a PCM that refuses rates) with
+	# libasound2-plugins; aplay/arecord for trying a configuration by hand.
+	# The clocked-PCM case: a private PipeWire with WirePlumber (in a private
+	# D-Bus session) and PipeWire's ALSA plugin.
+	packages+=(alsa-utils libasound2-plugins pipewire-bin wireplumber pipewire-alsa dbus-daemon)
 fi
 
 missing=()

@@ -60,13 +60,18 @@ public:
 	 * fd 3 in the child.
 	 */
 	explicit DaemonProcess(const std::vector<std::string> &args, std::optional<int> inherit_fd = {})
-		: DaemonProcess(vhost_sound_binary(), args, inherit_fd)
+		: DaemonProcess(vhost_sound_binary(), args, inherit_fd, false)
 	{
 	}
 
-	/** \brief Start \a binary (a path, or a name looked up in PATH) with \a args. */
-	DaemonProcess(const std::string &binary, const std::vector<std::string> &args,
-		      std::optional<int> inherit_fd = {})
+	/**
+	 * \brief Start \a program (searched in PATH) with \a args. With
+	 * \a own_group it leads a process group of its own, and the destructor
+	 * kills the whole group: helpers it forks (dbus-run-session's bus) go too.
+	 */
+	DaemonProcess(const std::string &program, const std::vector<std::string> &args,
+		      std::optional<int> inherit_fd = {}, bool own_group = false)
+		: own_group_(own_group)
 	{
 		int out[2], err[2];
 		if (::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
@@ -77,26 +82,35 @@ public:
 		posix_spawn_file_actions_adddup2(&actions, err[1], 2);
 		if (inherit_fd)
 			posix_spawn_file_actions_adddup2(&actions, *inherit_fd, 3);
+		posix_spawnattr_t attr;
+		posix_spawnattr_init(&attr);
+		if (own_group) {
+			posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+			posix_spawnattr_setpgroup(&attr, 0);
+		}
 
-		std::vector<std::string> argv_strings{ binary };
+		std::vector<std::string> argv_strings{ program };
 		argv_strings.insert(argv_strings.end(), args.begin(), args.end());
 		std::vector<char *> argv;
 		for (auto &s : argv_strings)
 			argv.push_back(s.data());
 		argv.push_back(nullptr);
 
-		const int rc = ::posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+		const int rc = ::posix_spawnp(&pid_, argv[0], &actions, &attr, argv.data(), environ);
 		posix_spawn_file_actions_destroy(&actions);
+		posix_spawnattr_destroy(&attr);
 		::close(out[1]);
 		::close(err[1]);
 		out_ = out[0];
 		err_ = err[0];
 		if (rc != 0)
-			throw std::runtime_error("posix_spawn failed");
+			throw std::runtime_error("posix_spawn " + program + " failed");
 	}
 
 	~DaemonProcess()
 	{
+		if (pid_ > 0 && own_group_)
+			::kill(-pid_, SIGKILL);
 		if (pid_ > 0 && !status_) {
 			::kill(pid_, SIGKILL);
 			::waitpid(pid_, nullptr, 0);
@@ -149,6 +163,7 @@ private:
 		return s;
 	}
 
+	bool own_group_ = false;
 	pid_t pid_ = -1;
 	int out_ = -1;
 	int err_ = -1;

@@ -232,6 +232,8 @@ public:
 	}
 
 	size_t periods_per_buffer() const { return periods_; }
+	/** \brief Guest address of the ALSA ring buffer: period \a i is at dma_gpa() + i * period_bytes. */
+	uint64_t dma_gpa() const { return dma_gpa_; }
 	/** \brief Where period \a slot's samples lie in guest memory. */
 	uint64_t period_gpa(size_t slot) const { return dma_gpa_ + slot * config_.period_bytes; }
 
@@ -391,13 +393,13 @@ public:
 		return account(*used, run, true);
 	}
 
-	/** \brief Like wait_completion(), without waiting: nothing if no message completed yet. */
-	std::optional<size_t> try_completion(PcmRun &run)
+	/** \brief The slot of a completion already in the used ring (checked as
+	 *  wait_completion() does), or nothing. */
+	std::optional<size_t> poll_completion(PcmRun &run)
 	{
-		const auto used = io_queue().get_used();
-		if (!used)
-			return std::nullopt;
-		return account(*used, run, true);
+		if (const auto used = io_queue().get_used())
+			return account(*used, run, true);
+		return std::nullopt;
 	}
 
 	/** \brief STOP, RELEASE, and wait (1 s, as Linux) for every pending message. */

@@ -113,19 +113,23 @@ public:
 	};
 
 	explicit SoundDaemon(SoundDevice::Options options = {}, Backend which = Backend::Recording)
-		: SoundDaemon(options, [which](boost::asio::io_context &io, const std::string &) {
+		: SoundDaemon(options, [which](boost::asio::io_context &io,
+					       const std::string &) -> std::unique_ptr<AudioBackend> {
 			  if (which == Backend::Recording)
-				  return std::unique_ptr<NullBackend>(std::make_unique<RecordingBackend>(io));
+				  return std::make_unique<RecordingBackend>(io);
 			  return std::make_unique<NullBackend>(io);
 		  })
 	{
 	}
 
-	/** \brief Builds the back-end on the daemon's loop, given the daemon's fresh directory. */
-	using BackendFactory =
-		std::function<std::unique_ptr<NullBackend>(boost::asio::io_context &, const std::string &dir)>;
+	/**
+	 * \brief Builds the back-end on the daemon's loop, given the daemon's
+	 * fresh directory (e.g. a FileBackend writing there, ALSA on a test config).
+	 */
+	using BackendFactory = std::function<std::unique_ptr<AudioBackend>(boost::asio::io_context &,
+									   const std::string &dir)>;
 
-	/** \brief A daemon on the back-end \a make builds (e.g. a FileBackend writing into the directory). */
+	/** \brief A daemon on the back-end \a make builds. */
 	SoundDaemon(SoundDevice::Options options, const BackendFactory &make)
 		: work_(boost::asio::make_work_guard(io_))
 	{
@@ -176,7 +180,6 @@ public:
 	/** \brief Only on the loop (on_loop()). */
 	SoundDevice &device() { return *device_; }
 	/** \brief Only on the loop (on_loop()). */
-	NullBackend &base_backend() { return *backend_; }
 	/** \brief Only on the loop (on_loop()); only with Backend::Recording. */
 	RecordingBackend &backend() { return dynamic_cast<RecordingBackend &>(*backend_); }
 	boost::asio::io_context &io() { return io_; }
@@ -198,7 +201,7 @@ private:
 	boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
 	std::string dir_;
 	std::string path_;
-	std::unique_ptr<NullBackend> backend_;
+	std::unique_ptr<AudioBackend> backend_;
 	/* The daemon's own clock for a disabled input, as in main(). */
 	NullBackend silence_{ io_ };
 	std::unique_ptr<SoundDevice> device_;

@@ -189,7 +189,7 @@ TEST_CASE("SET input off while a guest captures: zeros from the next buffer, the
 	 * already in the used ring when the reply came may predate it. */
 	REQUIRE(user.ask("SET input off") == "OK input off");
 	size_t early = 0;
-	while (auto slot = pcm.try_completion(run)) {
+	while (auto slot = pcm.poll_completion(run)) {
 		handle(*slot);
 		early++;
 	}
@@ -227,7 +227,7 @@ TEST_CASE("SET input off while a guest captures: zeros from the next buffer, the
 
 	/* STATUS after STOP: what the test received, plus the head buffer's partial fill. */
 	REQUIRE(snd.pcm(vs::kPcmStop, 1) == vs::kStatusOk);
-	while (pcm.try_completion(run))
+	while (pcm.poll_completion(run))
 		received++;
 	const json status = ok_json(user.ask("STATUS"));
 	const json &s = status["streams"][1];

@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "audio/frame_clock.h"
 #include "audio/null/null_backend.h"
 
 using namespace vhost_sound;
@@ -62,11 +63,11 @@ TEST_CASE("the tick is a quarter period, between 1 and 10 ms", "[null_backend]")
 {
 	using namespace std::chrono_literals;
 	auto p = stereo48k(Direction::Output);
-	CHECK(NullBackend::tick_interval(p) == 10ms); /* 42.7 ms period */
+	CHECK(FrameClock::tick_interval(p) == 10ms); /* 42.7 ms period */
 	p.period_bytes = 1920;                       /* 10 ms period */
-	CHECK(NullBackend::tick_interval(p) == 2500us);
+	CHECK(FrameClock::tick_interval(p) == 2500us);
 	p.period_bytes = 64;
-	CHECK(NullBackend::tick_interval(p) == 1ms);
+	CHECK(FrameClock::tick_interval(p) == 1ms);
 }
 
 TEST_CASE("the null sink consumes at the stream's rate from the clock", "[null_backend][timing]")
@@ -187,4 +188,52 @@ TEST_CASE("no timer runs while no stream is started", "[null_backend]")
 	io.run_for(std::chrono::seconds(2));
 	CHECK(elapsed_since(t0) < 0.5);
 	CHECK(listener.calls == calls);
+}
+
+TEST_CASE("FrameClock: frames due at the nominal rate, never owed twice, ahead frames wait", "[frame_clock]")
+{
+	using namespace std::chrono_literals;
+	auto params = stereo48k(Direction::Output);
+	params.period_bytes = 1920; /* 10 ms: a 2.5 ms tick */
+	FrameClock clock(params);
+	CHECK(clock.tick() == 2500us);
+	CHECK(clock.frames_in(1s) == 48000);
+	CHECK(clock.frames_in(24h) == 48000ull * 86400); /* no overflow */
+
+	const auto t0 = FrameClock::Clock::time_point{} + 1000s;
+	clock.start(t0);
+	CHECK(clock.take_due(t0) == 0);
+	CHECK(clock.take_due(t0 + 10ms) == 480);
+	CHECK(clock.take_due(t0 + 10ms) == 0);
+	/* Frames not moved when due are not owed again: only the new ones. */
+	CHECK(clock.take_due(t0 + 30ms) == 960);
+	/* Frames moved ahead of the clock: nothing is due until it catches up. */
+	clock.advance(480);
+	CHECK(clock.take_due(t0 + 35ms) == 0);
+	CHECK(clock.take_due(t0 + 45ms) == 240);
+	/* Frames given back are due again, on top of the new ones. */
+	CHECK(clock.take_due(t0 + 50ms) == 240);
+	clock.owe(100);
+	CHECK(clock.take_due(t0 + 50ms) == 100);
+	CHECK(clock.take_due(t0 + 55ms) == 240);
+	/* A restart owes nothing for the time before it. */
+	clock.start(t0 + 10s);
+	CHECK(clock.take_due(t0 + 10s + 1ms) == 48);
+}
+
+TEST_CASE("FrameClock: ticks on an absolute grid, late callers skip missed points", "[frame_clock]")
+{
+	using namespace std::chrono_literals;
+	auto params = stereo48k(Direction::Output); /* 42.7 ms period: a 10 ms tick */
+	FrameClock clock(params);
+	const auto t0 = FrameClock::Clock::time_point{} + 1000s;
+	clock.start(t0);
+	CHECK(clock.next_tick(t0) == t0 + 10ms);
+	/* A little late: the next point of the grid, no drift. */
+	CHECK(clock.next_tick(t0 + 13ms) == t0 + 20ms);
+	/* Very late: missed points are skipped, not fired back to back. */
+	const auto next = clock.next_tick(t0 + 95ms);
+	CHECK(next > t0 + 95ms);
+	CHECK(next <= t0 + 105ms);
+	CHECK((next - t0) % 10ms == 0ms);
 }

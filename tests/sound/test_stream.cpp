@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/control_server.h"
+#include "app_samples.h"
 #include "linux_driver.h"
 #include "socket_client.h"
 #include "sound_fixture.h"
@@ -20,42 +21,6 @@ using namespace sound_test;
 namespace vs = vhost_sound::virtio_snd;
 
 namespace {
-
-/* The application's samples: a byte per stream offset, never 0, different
- * in every round of the ring buffer. */
-uint8_t app_byte(uint64_t offset)
-{
-	const uint64_t x = (offset + 1) * 0x9E3779B97F4A7C15ull;
-	return static_cast<uint8_t>((x >> 56) % 255 + 1);
-}
-
-void app_source(uint64_t offset, std::span<uint8_t> out)
-{
-	for (size_t i = 0; i < out.size(); i++)
-		out[i] = app_byte(offset + i);
-}
-
-std::vector<uint8_t> app_bytes(size_t n)
-{
-	std::vector<uint8_t> v(n);
-	app_source(0, v);
-	return v;
-}
-
-double nominal_seconds(size_t periods, const PcmConfig &c)
-{
-	const auto info = vs::format_info(c.format);
-	const double byte_rate = double(vs::rate_hz(c.rate)) * c.channels * info->sample_bytes;
-	return double(periods) * c.period_bytes / byte_rate;
-}
-
-/* Periods of \a c covering at least \a seconds. */
-size_t periods_for(double seconds, const PcmConfig &c)
-{
-	const auto info = vs::format_info(c.format);
-	const double byte_rate = double(vs::rate_hz(c.rate)) * c.channels * info->sample_bytes;
-	return static_cast<size_t>(std::ceil(seconds * byte_rate / c.period_bytes));
-}
 
 /* A 10 ms period of \a format, stereo 48 kHz, in a four-period buffer. */
 PcmConfig ten_ms(uint8_t format, uint8_t channels = 2)
@@ -135,16 +100,8 @@ TEST_CASE("playback is sample-exact for every sample width, with Linux's early r
 		const size_t bytes = periods * config.period_bytes;
 		const auto rendered = daemon.rendered();
 		REQUIRE(rendered.size() >= bytes);
-		const auto expected = app_bytes(bytes);
 		/* Compare whole periods so that a failure names the first wrong one. */
-		size_t first_bad = periods;
-		for (size_t p = 0; p < periods && first_bad == periods; p++) {
-			if (!std::equal(expected.begin() + p * config.period_bytes,
-					expected.begin() + (p + 1) * config.period_bytes,
-					rendered.begin() + p * config.period_bytes))
-				first_bad = p;
-		}
-		CHECK(first_bad == periods);
+		CHECK(first_bad_period(app_bytes(bytes), rendered, config.period_bytes) == periods);
 		CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
 	}
 }

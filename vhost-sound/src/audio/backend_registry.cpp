@@ -5,6 +5,9 @@
 
 #include "audio/file/file_backend.h"
 #include "audio/null/null_backend.h"
+#ifdef VHOST_SOUND_HAVE_ALSA
+#include "audio/alsa/alsa_backend.h"
+#endif
 
 namespace vhost_sound {
 
@@ -15,6 +18,9 @@ namespace {
 const auto kBackends = std::to_array<BackendInfo>({
 	null_backend_info(),
 	file_backend_info(),
+#ifdef VHOST_SOUND_HAVE_ALSA
+	alsa_backend_info(),
+#endif
 });
 
 } // namespace

@@ -5,13 +5,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
+#include "audio/frame_clock.h"
 #include "sound_log.h"
 
 namespace vhost_sound {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = FrameClock::Clock;
 
 /* How many ticks of audio the device should keep in the ring: the next tick
  * takes one, and one more covers a tick that fires late. */
@@ -27,7 +28,7 @@ public:
 	NullStream(boost::asio::io_context &io, std::unique_ptr<ClockEndpoint> endpoint,
 		   const PcmParams &params, ByteRing &ring, BackendStreamListener &listener)
 		: endpoint_(std::move(endpoint)), params_(params), ring_(ring), listener_(listener), timer_(io),
-		  tick_(NullBackend::tick_interval(params)), frame_bytes_(params.frame_bytes())
+		  clock_(params), frame_bytes_(params.frame_bytes())
 	{
 	}
 
@@ -39,10 +40,9 @@ public:
 			return true;
 		running_ = true;
 		/* The clock restarts at every start: time spent stopped is not owed. */
-		start_time_ = Clock::now();
-		frames_since_start_ = 0;
-		ticks_ = 0;
-		schedule();
+		const Clock::time_point now = Clock::now();
+		clock_.start(now);
+		schedule(now);
 		return true;
 	}
 
@@ -62,7 +62,7 @@ public:
 
 	uint32_t lookahead_bytes() const override
 	{
-		const uint64_t frames = frames_at(tick_ * kLookaheadTicks);
+		const uint64_t frames = clock_.frames_in(clock_.tick() * kLookaheadTicks);
 		return static_cast<uint32_t>(std::max<uint64_t>(frames, 1) * frame_bytes_);
 	}
 
@@ -71,26 +71,13 @@ public:
 	std::string describe() const override
 	{
 		return fmt::format("{} clock {}us tick", endpoint_->describe(),
-				   std::chrono::duration_cast<std::chrono::microseconds>(tick_).count());
+				   std::chrono::duration_cast<std::chrono::microseconds>(clock_.tick()).count());
 	}
 
 private:
-	uint64_t frames_at(Clock::duration elapsed) const
+	void schedule(Clock::time_point now)
 	{
-		const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count();
-		if (ns <= 0)
-			return 0;
-		/* Split into seconds so that ns * rate cannot overflow, however long the stream runs. */
-		const uint64_t rate = params_.rate_hz();
-		const uint64_t s = static_cast<uint64_t>(ns) / 1000000000u;
-		const uint64_t rest = static_cast<uint64_t>(ns) % 1000000000u;
-		return s * rate + rest * rate / 1000000000u;
-	}
-
-	void schedule()
-	{
-		ticks_++;
-		timer_.expires_at(start_time_ + ticks_ * tick_);
+		timer_.expires_at(clock_.next_tick(now));
 		timer_.async_wait([this, generation = generation_,
 				   alive = std::weak_ptr<int>(alive_)](const boost::system::error_code &ec) {
 			/* Check the token before touching this: the stream may be gone. */
@@ -103,14 +90,7 @@ private:
 	void tick()
 	{
 		const Clock::time_point now = Clock::now();
-		/* A tick that fires very late (the loop was blocked) skips the
-		 * grid points it missed rather than firing them back to back. */
-		while (start_time_ + ticks_ * tick_ < now - tick_)
-			ticks_++;
-
-		const uint64_t due = frames_at(now - start_time_);
-		const uint64_t frames = due - std::min(due, frames_since_start_);
-		frames_since_start_ = std::max(due, frames_since_start_);
+		const uint64_t frames = clock_.take_due(now);
 
 		if (frames) {
 			if (params_.direction == Direction::Output)
@@ -119,7 +99,9 @@ private:
 				produce(frames);
 		}
 
-		schedule();
+		/* A tick that fires very late (the loop was blocked) skips the grid
+		 * points it missed rather than firing them back to back. */
+		schedule(now);
 		listener_.backend_progress();
 	}
 
@@ -166,13 +148,10 @@ private:
 	ByteRing &ring_;
 	BackendStreamListener &listener_;
 	boost::asio::steady_timer timer_;
-	const Clock::duration tick_;
+	FrameClock clock_;
 	const uint32_t frame_bytes_;
 
 	bool running_ = false;
-	Clock::time_point start_time_;
-	uint64_t frames_since_start_ = 0;
-	uint64_t ticks_ = 0;
 	uint64_t generation_ = 0;
 	uint64_t xruns_ = 0;
 	bool in_xrun_ = false;
@@ -228,16 +207,6 @@ std::unique_ptr<BackendStream> NullBackend::open_clocked(const PcmParams &params
 							 std::unique_ptr<ClockEndpoint> endpoint)
 {
 	return std::make_unique<NullStream>(io_, std::move(endpoint), params, ring, listener);
-}
-
-std::chrono::nanoseconds NullBackend::tick_interval(const PcmParams &params)
-{
-	using namespace std::chrono_literals;
-	const uint64_t rate = params.byte_rate();
-	if (!rate || !params.period_bytes)
-		return 10ms;
-	const std::chrono::nanoseconds period{ uint64_t{params.period_bytes} * 1000000000u / rate };
-	return std::clamp<std::chrono::nanoseconds>(period / 4, 1ms, 10ms);
 }
 
 void NullBackend::render(const PcmParams &, std::span<const uint8_t>)

@@ -20,7 +20,8 @@ namespace vhost_sound {
  * \brief The null back-end: plays into nothing and captures silence, at
  * the stream's rate, from the loop's steady clock.
  *
- * Each started stream runs one asio::steady_timer on the loop; a tick
+ * Each started stream runs one asio::steady_timer on the loop, ticking on
+ * a FrameClock (audio/frame_clock.h); a tick
  * consumes (output) or produces (input) the frames that became due since
  * the stream started, so a guest playing N seconds of audio takes N
  * seconds. Ticks are scheduled on an absolute grid, so a late tick does
@@ -66,9 +67,6 @@ public:
 	PcmCapabilities capabilities(Direction direction) const override;
 	std::unique_ptr<BackendStream> open(const PcmParams &params, ByteRing &ring,
 					    BackendStreamListener &listener) override;
-
-	/** \brief The tick interval for \a params: a quarter period, between 1 and 10 ms. */
-	static std::chrono::nanoseconds tick_interval(const PcmParams &params);
 
 	/** \brief The sink: bytes the clock took from an output stream's ring (whole frames).
 	 *  The null back-end drops them. */
