@@ -7,11 +7,15 @@ packages=(
 	g++ meson ninja-build pkg-config python3
 	libboost-dev libboost-program-options-dev
 	libspdlog-dev libfmt-dev catch2
+	libpipewire-0.3-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
 	# cpio to pack it; the kernel package itself is fetched with apt-get download.
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
+	# The PipeWire back-end's tests: a private daemon, its session manager,
+	# its clients (pw-dump, pw-record, pw-cat), and JSON for pw-dump.
+	packages+=(pipewire pipewire-bin wireplumber libspa-0.2-modules nlohmann-json3-dev)
 fi
 
 missing=()

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <poll.h>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -111,5 +113,22 @@ private:
 	int fd_ = -1;
 	std::string buffer_;
 };
+
+/**
+ * \brief QUERY on the daemon's control socket \a ctl once it exists: a path
+ * cannot be waited on, so retry for up to 2 s while the daemon starts.
+ */
+inline std::optional<std::string> query_when_up(const std::string &ctl)
+{
+	for (int i = 0; i < 200; i++) {
+		try {
+			LineClient client(ctl);
+			return client.ask("QUERY");
+		} catch (const std::exception &) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+	}
+	return std::nullopt;
+}
 
 } // namespace sound_test

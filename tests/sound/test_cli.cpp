@@ -15,6 +15,7 @@
 
 using namespace vhost_sound;
 using sound_test::DaemonProcess;
+using sound_test::query_when_up;
 
 namespace {
 
@@ -117,23 +118,6 @@ const std::vector<std::pair<std::vector<std::string>, std::string>> kBadCommandL
 	{ { "--socket", "/tmp/a", "--frobnicate" }, "unrecognised" },
 	{ { "--socket", "/tmp/a", "extra" }, "positional" },
 };
-
-/*
- * QUERY on the daemon's control socket once it exists: a path cannot be
- * waited on, so retry for up to 2 s while the daemon starts.
- */
-std::optional<std::string> query_when_up(const std::string &ctl)
-{
-	for (int i = 0; i < 200; i++) {
-		try {
-			sound_test::LineClient client(ctl);
-			return client.ask("QUERY");
-		} catch (const std::exception &) {
-			std::this_thread::sleep_for(std::chrono::milliseconds(10));
-		}
-	}
-	return std::nullopt;
-}
 
 } // namespace
 

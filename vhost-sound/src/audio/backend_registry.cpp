@@ -4,6 +4,9 @@
 #include <array>
 
 #include "audio/null/null_backend.h"
+#ifdef VHOST_SOUND_HAVE_PIPEWIRE
+#include "audio/pipewire/pipewire_backend.h"
+#endif
 
 namespace vhost_sound {
 
@@ -13,6 +16,9 @@ namespace {
  * under the macro its meson.build defines. */
 const auto kBackends = std::to_array<BackendInfo>({
 	null_backend_info(),
+#ifdef VHOST_SOUND_HAVE_PIPEWIRE
+	pipewire_backend_info(),
+#endif
 });
 
 } // namespace
