@@ -273,15 +273,20 @@ public:
 		return found;
 	}
 
-	/** \brief Node ids linked to node \a id in \a graph, by active links only. */
-	static std::vector<int> peers(const nlohmann::json &graph, int id)
+	/**
+	 * \brief Node ids linked to node \a id in \a graph: by links whose data
+	 * flows ("active") or, unless \a active_only, by any link that is not
+	 * in error (an inactive node's links stay "init").
+	 */
+	static std::vector<int> peers(const nlohmann::json &graph, int id, bool active_only = true)
 	{
 		std::vector<int> found;
 		for (const auto &o : graph) {
 			if (o.value("type", "") != "PipeWire:Interface:Link")
 				continue;
 			const auto &info = o["info"];
-			if (info.value("state", "") != "active")
+			const std::string state = info.value("state", "");
+			if (active_only ? state != "active" : state == "error")
 				continue;
 			const int out = info.value("output-node-id", -1);
 			const int in = info.value("input-node-id", -1);
@@ -293,14 +298,16 @@ public:
 		return found;
 	}
 
-	/** \brief True when exactly one node is called \a a, one \a b, and an active link joins them. */
-	static bool linked(const nlohmann::json &graph, const std::string &a, const std::string &b)
+	/** \brief True when exactly one node is called \a a, one \a b, and a link joins them
+	 *  (see peers() for \a active_only). */
+	static bool linked(const nlohmann::json &graph, const std::string &a, const std::string &b,
+			   bool active_only = true)
 	{
 		const auto na = nodes(graph, a);
 		const auto nb = nodes(graph, b);
 		if (na.size() != 1 || nb.size() != 1)
 			return false;
-		const auto ids = peers(graph, na[0]["id"].get<int>());
+		const auto ids = peers(graph, na[0]["id"].get<int>(), active_only);
 		return std::find(ids.begin(), ids.end(), nb[0]["id"].get<int>()) != ids.end();
 	}
 
@@ -337,10 +344,21 @@ public:
 		}
 	}
 
-	/** \brief The last lines of the daemon's and WirePlumber's logs, for failure messages. */
+	/** \brief The links (pw-link -l) and the last lines of the logs, for failure messages. */
 	std::string logs() const
 	{
 		std::string text;
+		try {
+			text += "--- pw-link -l\n" + run({ "pw-link", "-l" }, dir_ + "/clients.log");
+			for (const auto &o : dump()) {
+				if (o.value("type", "") == "PipeWire:Interface:Link")
+					text += fmt::format("link {} -> {}: {}\n", o["info"].value("output-node-id", -1),
+							    o["info"].value("input-node-id", -1),
+							    o["info"].value("state", "?"));
+			}
+		} catch (const std::exception &e) {
+			text += fmt::format("--- pw-link -l: {}\n", e.what());
+		}
 		for (const char *name : { "pipewire.log", "wireplumber.log", "clients.log" }) {
 			std::ifstream in(dir_ + "/" + name);
 			std::stringstream ss;
@@ -465,19 +483,33 @@ private:
 	std::unique_ptr<Child> child_;
 };
 
-/** \brief pw-cat playing the WAV file \a path into \a target as node \a name, until destroyed. */
+/**
+ * \brief pw-cat playing the WAV file \a path, as node \a name, into the
+ * input ports of the virtual source \a source until destroyed. The session
+ * manager only links playback streams to sinks, so the player is started
+ * unlinked (--target 0) and linked with pw-link.
+ */
 class Player
 {
 public:
 	Player(PipeWireSession &session, const std::string &path, const std::string &name,
-	       const std::string &target)
+	       const std::string &source)
 	{
+		const std::string log = session.dir() + "/clients.log";
 		child_ = std::make_unique<Child>(
-			std::vector<std::string>{ "pw-cat", "--playback", "--target", target, "-P",
+			std::vector<std::string>{ "pw-cat", "--playback", "--target", "0", "-P",
 						  "{ node.name = " + name + " }", path },
-			session.dir() + "/clients.log");
-		PipeWireSession::wait_until(name + " linked to " + target, 10s, [&] {
-			return PipeWireSession::linked(session.dump(), name, target);
+			log);
+		for (const char *channel : { "FL", "FR" }) {
+			const std::string from = name + ":output_" + channel;
+			const std::string to = source + ":input_" + channel;
+			PipeWireSession::wait_until(from + " linked to " + to, 10s, [&] {
+				run({ "pw-link", from, to }, log);
+				return true;
+			});
+		}
+		PipeWireSession::wait_until(name + " linked to " + source, 10s, [&] {
+			return PipeWireSession::linked(session.dump(), name, source);
 		});
 	}
 

@@ -164,7 +164,7 @@ bool contiguous(const Decoded &d, uint64_t first, size_t count)
 }
 
 /* A 48000 Hz stereo S16 WAV file holding pattern frames 0 .. frames-1. */
-[[maybe_unused]] std::string write_pattern_wav(const std::string &path, uint32_t frames)
+std::string write_pattern_wav(const std::string &path, uint32_t frames)
 {
 	std::vector<uint8_t> data(size_t{frames} * 4);
 	for (uint32_t n = 0; n < frames; n++) {
@@ -195,8 +195,10 @@ struct VhostSound {
 		: socket(pw.dir() + "/snd.sock"), control(pw.dir() + "/ctl.sock")
 	{
 		std::vector<std::string> args{ "--socket", socket, "--control-socket", control,
-					       "--backend", "pipewire", "--log-level", "info" };
+					       "--backend", "pipewire" };
 		args.insert(args.end(), extra.begin(), extra.end());
+		if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end())
+			args.insert(args.end(), { "--log-level", "info" });
 		process = std::make_unique<DaemonProcess>(args);
 		if (!query_when_up(control))
 			throw std::runtime_error("vhost-sound did not come up: " + stop());
@@ -238,7 +240,7 @@ size_t frames_of(const PcmConfig &c, size_t periods)
 	return periods * c.period_bytes / (c.channels * vs::format_info(c.format)->sample_bytes);
 }
 
-[[maybe_unused]] int count_lines(const std::string &log, const std::string &what)
+int count_lines(const std::string &log, const std::string &what)
 {
 	int n = 0;
 	for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1))
@@ -329,6 +331,235 @@ TEST_CASE("playback arrives at the sink's monitor sample-exact, S16 and FLOAT", 
 		CHECK(d.garbage == 0);
 		CHECK(contiguous(d, 0, frames_of(c, periods)));
 	}
+	INFO(daemon.stop());
+}
+
+TEST_CASE("node properties are what a desktop user expects; --pipewire-target pins the sink", "[pipewire]")
+{
+	PipeWireSession pw;
+	const bool pinned = GENERATE(false, true);
+	std::vector<std::string> args{ "--name", "testvm", "--streams", "output,input" };
+	if (pinned)
+		args.insert(args.end(), { "--pipewire-target", "test-sink-2" });
+	VhostSound daemon(pw, args);
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	LinuxPcm out(snd, 0, vs::Direction::Output, c);
+	LinuxPcm in(snd, 1, vs::Direction::Input, c);
+	out.setup();
+	in.setup();
+
+	const std::string sink = pinned ? "test-sink-2" : "test-sink";
+	try {
+		PipeWireSession::wait_until("both nodes linked", 10s, [&] {
+			const auto graph = pw.dump();
+			/* Linked, inactive until START. */
+			return PipeWireSession::linked(graph, "vhost-sound.output.testvm", sink, false) &&
+			       PipeWireSession::linked(graph, "vhost-sound.input.testvm", "test-source", false);
+		});
+	} catch (const std::exception &e) {
+		FAIL(e.what() << "\n" << pw.logs());
+	}
+	const auto graph = pw.dump();
+	INFO(graph.dump(1));
+	const auto output = PipeWireSession::nodes(graph, "vhost-sound.output.testvm");
+	const auto input = PipeWireSession::nodes(graph, "vhost-sound.input.testvm");
+	REQUIRE(output.size() == 1);
+	REQUIRE(input.size() == 1);
+	const auto &po = output[0]["info"]["props"];
+	const auto &pi = input[0]["info"]["props"];
+	CHECK(po.value("node.description", "") == "VM testvm playback");
+	CHECK(pi.value("node.description", "") == "VM testvm capture");
+	CHECK(po.value("media.class", "") == "Stream/Output/Audio");
+	CHECK(pi.value("media.class", "") == "Stream/Input/Audio");
+	for (const auto *props : { &po, &pi }) {
+		CHECK(props->value("media.role", "") == "Music");
+		CHECK(props->value("application.name", "") == "vhost-sound");
+		/* Period 2048 frames, look-ahead cap (8192 - 2048) / 2 = 3072: half of 2048. */
+		CHECK(props->value("node.latency", "") == "1024/48000");
+		CHECK(props->value("node.rate", "") == "1/48000");
+		CHECK(props->value("target.object", "") == (pinned ? "test-sink-2" : ""));
+	}
+	/* PREPARE connects the stream inactive: nothing runs before START. */
+	CHECK(output[0]["info"].value("state", "") != "running");
+	INFO(daemon.stop());
+}
+
+TEST_CASE("capture: a client plays into the null source and the guest receives it", "[pipewire]")
+{
+	PipeWireSession pw;
+	const std::string wav = write_pattern_wav(pw.dir() + "/pattern.wav", 48000 * 20);
+	Player player(pw, wav, "test-player", "test-source");
+	VhostSound daemon(pw, { "--streams", "output,input" });
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	LinuxPcm pcm(snd, 1, vs::Direction::Input, c);
+	const size_t periods = 24;
+	const PcmRun run = pcm.capture(periods);
+	INFO(pw.logs());
+	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+	const Decoded d = decode(run.captured, false);
+	INFO("captured " << d.frames << " frames: " << runs(d));
+	REQUIRE_FALSE(d.numbers.empty());
+	CHECK(d.garbage == 0);
+	/* The player was running before the stream was linked: the pattern
+	 * starts at once (within the first cycles) and runs to the end, no
+	 * frame lost or repeated. */
+	CHECK(d.positions[0] < 4096);
+	CHECK(contiguous(d, d.numbers[0], d.frames - d.positions[0]));
+	INFO(daemon.stop());
+}
+
+TEST_CASE("input disabled: no input node and zeros; enabled: node and data; during one capture", "[pipewire]")
+{
+	PipeWireSession pw;
+	const std::string wav = write_pattern_wav(pw.dir() + "/pattern.wav", 48000 * 30);
+	Player player(pw, wav, "test-player", "test-source");
+	VhostSound daemon(pw, { "--streams", "output" });
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	LinuxPcm pcm(snd, 1, vs::Direction::Input, c);
+	const size_t periods = 5 * 48000 / 2048; /* 5 s */
+
+	auto input_nodes = [&] { return PipeWireSession::nodes(pw.dump(), "vhost-sound.input").size(); };
+	const auto t0 = Clock::now();
+	auto capture = std::async(std::launch::async, [&] { return pcm.capture(periods); });
+	auto since = [&](Clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+
+	/* Off: capturing, and still no node. */
+	PipeWireSession::wait_until("the capture to run a second", 5s, [&] { return Clock::now() > t0 + 1s; });
+	const size_t nodes_while_off = input_nodes();
+	const auto t_on = Clock::now();
+	const std::string on = daemon.ask("SET input on");
+	PipeWireSession::wait_until("the input node linked to the source", 5s, [&] {
+		return PipeWireSession::linked(pw.dump(), "vhost-sound.input", "test-source");
+	});
+	PipeWireSession::wait_until("1.5 s of enabled input", 5s, [&] { return Clock::now() > t_on + 1500ms; });
+	const auto t_off = Clock::now();
+	const std::string off = daemon.ask("SET input off");
+	const size_t nodes_after_off = input_nodes();
+	const PcmRun run = capture.get();
+	INFO(pw.logs());
+
+	CHECK(nodes_while_off == 0);
+	CHECK(on == "OK input on");
+	CHECK(off == "OK input off");
+	/* Closed as SET returns: the desktop shows no microphone in use at once. */
+	CHECK(nodes_after_off == 0);
+	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+
+	/* Zeros, then the pattern back to back, then zeros: nothing else. */
+	const Decoded d = decode(run.captured, false);
+	INFO("captured " << d.frames << " frames: " << runs(d) << "; on at " << since(t_on) << " s, off at "
+			 << since(t_off) << " s");
+	REQUIRE_FALSE(d.numbers.empty());
+	CHECK(d.garbage == 0);
+	CHECK(contiguous(d, d.numbers[0], d.numbers.size()));
+	/* Never early: no captured frame from before SET input on (the
+	 * capture started after t0, so stream time runs behind wall time). */
+	CHECK(d.positions[0] / 48000.0 >= since(t_on) - 0.05);
+	/* And none after SET input off: frames that arrived late are silence. */
+	CHECK((d.positions.back() + 1) / 48000.0 <= since(t_off) + 0.05);
+	/* It flowed for most of the enabled 1.5 s. */
+	CHECK(d.numbers.size() >= 48000);
+	INFO(daemon.stop());
+}
+
+TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes back by itself", "[pipewire]")
+{
+	PipeWireSession pw;
+	VhostSound daemon(pw, { "--name", "vm" });
+	const std::string node = "vhost-sound.output.vm";
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	const size_t periods = 8 * 48000 / 2048; /* 8 s */
+	const double nominal = frames_of(c, periods) / 48000.0;
+
+	std::unique_ptr<MonitorRecorder> before = std::make_unique<MonitorRecorder>(pw, "s16", "rec-before");
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, c);
+	const auto t0 = Clock::now();
+	auto play = std::async(std::launch::async, [&] { return pcm.play(periods, pattern_source(c.format)); });
+
+	/* Samples are arriving; then the daemon dies (and WirePlumber with it). */
+	before->wait_for([](const Wav &w) { return !decode(w.data, false).numbers.empty(); });
+	const Decoded first = decode(before->snapshot().data, false);
+	PipeWireSession::wait_until("1.5 s of playback", 5s, [&] { return Clock::now() > t0 + 1500ms; });
+	pw.kill_daemon();
+	before.reset();
+	const auto t_kill = Clock::now();
+
+	/* A second without PipeWire, then it is back; nobody touches the guest. */
+	PipeWireSession::wait_until("1 s without PipeWire", 5s, [&] { return Clock::now() > t_kill + 1s; });
+	const bool alive_meanwhile = daemon.process->pid() > 0 && !daemon.process->wait(0);
+	pw.start();
+	PipeWireSession::wait_until("the output node back and linked", 10s,
+				    [&] { return PipeWireSession::linked(pw.dump(), node, "test-sink"); });
+	const double back_after = std::chrono::duration<double>(Clock::now() - t_kill).count();
+	MonitorRecorder after(pw, "s16", "rec-after");
+	after.wait_for([](const Wav &w) { return decode(w.data, false).numbers.size() >= 48000 / 2; });
+	const PcmRun run = play.get();
+	const Wav recorded = after.finish();
+	INFO(pw.logs());
+
+	CHECK(alive_meanwhile);
+	CHECK_FALSE(first.numbers.empty());
+	/* The guest never saw an error and kept real time: never early, and
+	 * late by at most a generous second on a loaded machine. */
+	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+	INFO("played " << run.seconds << " s for " << nominal << " s of audio; PipeWire back after "
+		       << back_after << " s");
+	CHECK(run.seconds >= nominal - 0.05);
+	CHECK(run.seconds <= nominal + 1.0);
+
+	/* After the restart the pattern arrives again, back to back, from
+	 * where the guest is now. */
+	const Decoded d = decode(recorded.data, false);
+	INFO("after the restart: " << runs(d));
+	REQUIRE(d.numbers.size() >= 48000 / 2);
+	CHECK(d.garbage == 0);
+	CHECK(d.numbers[0] > static_cast<uint64_t>(48000 * 2.5));
+	CHECK(contiguous(d, d.numbers[0], d.numbers.size()));
+
+	const std::string log = daemon.stop();
+	INFO(log);
+	CHECK(count_lines(log, "connection lost") == 1);
+	CHECK(count_lines(log, "again; 1 stream(s) back on PipeWire") == 1);
+}
+
+TEST_CASE("500 PREPAREs leave one node per direction; RELEASE removes it", "[pipewire]")
+{
+	PipeWireSession pw;
+	VhostSound daemon(pw, { "--streams", "output,input", "--log-level", "warn" });
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	for (uint32_t stream : { 0u, 1u })
+		REQUIRE(snd.set_params(stream, c.buffer_bytes, c.period_bytes, c.format, c.rate, c.channels) ==
+			vs::kStatusOk);
+	size_t refused = 0;
+	for (int i = 0; i < 500; i++) {
+		for (uint32_t stream : { 0u, 1u })
+			refused += snd.pcm(vs::kPcmPrepare, stream) != vs::kStatusOk;
+	}
+	CHECK(refused == 0);
+
+	auto count = [&](const std::string &name) { return PipeWireSession::nodes(pw.dump(), name).size(); };
+	/* Destroying a stream is asynchronous in the daemon: wait for the count to settle. */
+	PipeWireSession::wait_until("one node per direction", 20s, [&] {
+		return count("vhost-sound.output") == 1 && count("vhost-sound.input") == 1;
+	});
+	CHECK(count("vhost-sound.output") == 1);
+	CHECK(count("vhost-sound.input") == 1);
+
+	for (uint32_t stream : { 0u, 1u })
+		CHECK(snd.pcm(vs::kPcmRelease, stream) == vs::kStatusOk);
+	PipeWireSession::wait_until("no node left", 10s, [&] {
+		return count("vhost-sound.output") == 0 && count("vhost-sound.input") == 0;
+	});
 	INFO(daemon.stop());
 }
 
