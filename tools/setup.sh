@@ -16,6 +16,9 @@ if [[ "${1:-}" == "--tests" ]]; then
 	# The PipeWire back-end's tests: a private daemon, its session manager,
 	# its clients (pw-dump, pw-record, pw-cat), and JSON for pw-dump.
 	packages+=(pipewire pipewire-bin wireplumber libspa-0.2-modules nlohmann-json3-dev)
+	# The file back-end's tests read its WAV files back with independent
+	# readers: sox/soxi, and libsndfile through Python's ctypes.
+	packages+=(sox libsndfile1)
 fi
 
 missing=()

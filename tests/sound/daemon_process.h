@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
 #include <optional>
 #include <spawn.h>
 #include <stdexcept>
@@ -30,6 +31,25 @@ inline std::string vhost_sound_binary()
 		throw std::runtime_error("VHOST_SOUND is not set (run through meson test)");
 	return path;
 }
+
+/** \brief A fresh directory under /tmp, removed with everything in it. */
+struct TempDir {
+	std::string path;
+	TempDir()
+	{
+		char tmpl[] = "/tmp/vhost-sound-test-XXXXXX";
+		if (!::mkdtemp(tmpl))
+			throw std::runtime_error("mkdtemp failed");
+		path = tmpl;
+	}
+	~TempDir()
+	{
+		std::error_code ec;
+		std::filesystem::remove_all(path, ec);
+	}
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+};
 
 /** \brief A child process with stdout and stderr captured in pipes. */
 class DaemonProcess
@@ -127,5 +147,33 @@ private:
 	int err_ = -1;
 	std::optional<int> status_;
 };
+
+/** \brief How a run of the binary ended. */
+struct Exited {
+	/** \brief The exit status; nothing if it was killed or did not exit within the timeout. */
+	std::optional<int> status;
+	std::string out;
+	std::string err;
+};
+
+/** \brief Run the binary with \a args until it exits (at most \a timeout_ms). */
+inline Exited run_to_exit(const std::vector<std::string> &args, int timeout_ms = 5000)
+{
+	DaemonProcess p(args);
+	Exited e;
+	e.status = p.wait(timeout_ms);
+	e.out = p.out();
+	e.err = p.err();
+	return e;
+}
+
+/** \brief \a args joined by spaces, for test messages. */
+inline std::string joined_args(const std::vector<std::string> &args)
+{
+	std::string joined;
+	for (const auto &a : args)
+		joined += a + " ";
+	return joined;
+}
 
 } // namespace sound_test

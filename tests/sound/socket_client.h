@@ -12,9 +12,9 @@
 #include <poll.h>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace sound_test {
@@ -115,8 +115,8 @@ private:
 };
 
 /**
- * \brief QUERY on the daemon's control socket \a ctl once it exists: a path
- * cannot be waited on, so retry for up to 2 s while the daemon starts.
+ * \brief QUERY on the daemon's control socket once it exists: a path cannot be
+ * waited on, so retry for up to 2 s while the daemon starts.
  */
 inline std::optional<std::string> query_when_up(const std::string &ctl)
 {

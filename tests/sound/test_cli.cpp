@@ -16,6 +16,7 @@
 using namespace vhost_sound;
 using sound_test::DaemonProcess;
 using sound_test::query_when_up;
+using sound_test::TempDir;
 
 namespace {
 
@@ -27,16 +28,6 @@ CliResult parse(std::vector<std::string> args)
 		argv.push_back(a.c_str());
 	return parse_command_line(static_cast<int>(argv.size()), argv.data());
 }
-
-struct TempDir {
-	std::string path;
-	TempDir()
-	{
-		char tmpl[] = "/tmp/vhost-sound-cli-XXXXXX";
-		path = ::mkdtemp(tmpl);
-	}
-	~TempDir() { std::filesystem::remove_all(path); }
-};
 
 /* A listening Unix socket at \a path, as a service manager would pass it. */
 int listening_socket(const std::string &path)
@@ -139,18 +130,14 @@ TEST_CASE("command line: every bad combination is refused with status 2 and one 
 TEST_CASE("the binary exits 2 with one line on stderr for every bad command line", "[cli][process]")
 {
 	for (const auto &[args, word] : kBadCommandLines) {
-		std::string joined;
-		for (const auto &a : args)
-			joined += a + " ";
-		INFO("arguments: " << joined);
-		DaemonProcess p(args);
-		CHECK(p.wait() == std::optional<int>(2));
-		const std::string err = p.err();
-		INFO("stderr: " << err);
-		CHECK(err.rfind("vhost-sound: ", 0) == 0);
-		CHECK(err.find(word) != std::string::npos);
-		CHECK(std::count(err.begin(), err.end(), '\n') == 1);
-		CHECK(p.out().empty());
+		INFO("arguments: " << sound_test::joined_args(args));
+		const auto p = sound_test::run_to_exit(args);
+		CHECK(p.status == std::optional<int>(2));
+		INFO("stderr: " << p.err);
+		CHECK(p.err.rfind("vhost-sound: ", 0) == 0);
+		CHECK(p.err.find(word) != std::string::npos);
+		CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
+		CHECK(p.out.empty());
 	}
 
 	/* An fd that is open but not a listening socket. */

@@ -97,6 +97,10 @@ int main(int argc, char *argv[])
 		logger().info("signal {}: shutting down", signal);
 		server.stop();
 		control.stop();
+		/* Close every host stream now, on the loop: a back-end finishes its
+		 * output there (the file back-end completes its WAV headers) rather
+		 * than in destructors after the loop has stopped. */
+		device.reset();
 		io.stop();
 	});
 

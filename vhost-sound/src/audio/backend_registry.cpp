@@ -3,6 +3,7 @@
 
 #include <array>
 
+#include "audio/file/file_backend.h"
 #include "audio/null/null_backend.h"
 #ifdef VHOST_SOUND_HAVE_PIPEWIRE
 #include "audio/pipewire/pipewire_backend.h"
@@ -16,6 +17,7 @@ namespace {
  * under the macro its meson.build defines. */
 const auto kBackends = std::to_array<BackendInfo>({
 	null_backend_info(),
+	file_backend_info(),
 #ifdef VHOST_SOUND_HAVE_PIPEWIRE
 	pipewire_backend_info(),
 #endif
