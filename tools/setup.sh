@@ -7,7 +7,7 @@ packages=(
 	g++ meson ninja-build pkg-config python3
 	libboost-dev libboost-program-options-dev
 	libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev scdoc
-	libasound2-dev
+	libasound2-dev libpipewire-0.3-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest test: an emulator, a static busybox for the initramfs,
@@ -15,6 +15,9 @@ if [[ "${1:-}" == "--tests" ]]; then
 	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
 	# The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
 	packages+=(clang libclang-rt-dev)
+	# The PipeWire back-end's tests: a private daemon, its session manager,
+	# its clients (pw-dump, pw-record, pw-cat), and JSON for pw-dump.
+	packages+=(pipewire pipewire-bin wireplumber libspa-0.2-modules)
 	# The file back-end's tests read its WAV files back with independent
 	# readers: sox/soxi, and libsndfile through Python's ctypes.
 	packages+=(sox libsndfile1)

@@ -8,6 +8,9 @@
 #ifdef VHOST_SOUND_HAVE_ALSA
 #include "audio/alsa/alsa_backend.h"
 #endif
+#ifdef VHOST_SOUND_HAVE_PIPEWIRE
+#include "audio/pipewire/pipewire_backend.h"
+#endif
 
 namespace vhost_sound {
 
@@ -20,6 +23,9 @@ const auto kBackends = std::to_array<BackendInfo>({
 	file_backend_info(),
 #ifdef VHOST_SOUND_HAVE_ALSA
 	alsa_backend_info(),
+#endif
+#ifdef VHOST_SOUND_HAVE_PIPEWIRE
+	pipewire_backend_info(),
 #endif
 });
 

@@ -61,7 +61,7 @@ void Jacks::reset()
 	defconf_ = kInitialDefconf;
 }
 
-std::vector<ChmapInfo> channel_maps(const PcmCapabilities &output, const PcmCapabilities &input)
+std::span<const uint8_t> standard_channel_map(uint8_t channels)
 {
 	/* ALSA's usual layouts, indexed by channel count - 1. */
 	static const std::vector<std::vector<uint8_t>> kLayouts = {
@@ -74,11 +74,18 @@ std::vector<ChmapInfo> channel_maps(const PcmCapabilities &output, const PcmCapa
 		{ kChmapFl, kChmapFr, kChmapRl, kChmapRr, kChmapFc, kChmapLfe, kChmapRc },
 		{ kChmapFl, kChmapFr, kChmapRl, kChmapRr, kChmapFc, kChmapLfe, kChmapSl, kChmapSr },
 	};
+	if (channels == 0 || channels > kLayouts.size())
+		return {};
+	return kLayouts[channels - 1];
+}
 
+std::vector<ChmapInfo> channel_maps(const PcmCapabilities &output, const PcmCapabilities &input)
+{
 	std::vector<ChmapInfo> maps;
 	auto add = [&](Direction direction, const PcmCapabilities &caps) {
-		for (const auto &layout : kLayouts) {
-			if (!caps.has_channels(static_cast<uint8_t>(layout.size())))
+		for (unsigned channels = 1; channels <= kChmapMaxSize; channels++) {
+			const auto layout = standard_channel_map(static_cast<uint8_t>(channels));
+			if (layout.empty() || !caps.has_channels(static_cast<uint8_t>(channels)))
 				continue;
 			ChmapInfo info{};
 			info.hdr.hda_fn_nid = 0;

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "audio/audio_backend.h"
@@ -57,6 +58,13 @@ private:
 	std::array<uint32_t, kCount> defconf_;
 	std::array<bool, kCount> connected_{ true, true };
 };
+
+/**
+ * \brief The standard map CHMAP_INFO advertises for \a channels channels
+ * (VIRTIO_SND_CHMAP_* positions), empty outside 1..8. A back-end that names
+ * channels on the host (PipeWire's audio.position) uses the same map.
+ */
+std::span<const uint8_t> standard_channel_map(uint8_t channels);
 
 /**
  * \brief CHMAP_INFO's answers: for each direction, one standard map per
