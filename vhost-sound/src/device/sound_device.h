@@ -119,6 +119,7 @@ private:
 					Fill fill, size_t &written);
 	virtio_snd::Status handle_pcm(const vhostpp::DescriptorChain &chain, uint32_t code);
 	virtio_snd::PcmInfo pcm_info(uint32_t id) const;
+	static void log_pcm_info(uint32_t id, const virtio_snd::PcmInfo &info);
 
 	AudioBackend &backend_;
 	std::array<std::unique_ptr<PcmStream>, kNumStreams> streams_;
@@ -131,6 +132,7 @@ private:
 
 	LogLimiter control_log_;
 	LogLimiter io_log_;
+	LogLimiter pcm_info_log_;
 };
 
 } // namespace vhost_sound
