@@ -820,6 +820,8 @@ class Run:
         if conns < 1:
             raise TestFailure(f"qemu aborted without ever reconnecting to {dev2.name}")
         log(f"QEMU aborted as QEMU 10.0 does ({line}) after {conns} reconnect(s)")
+        if self.a.trace:
+            self.check_trace_restart_abort()
         c = self.console
         new = len(c.poll() and c.all("HWRNG-CHUNK")) - n_at_kill
         if new > 1:
@@ -1040,6 +1042,36 @@ class Run:
                 raise TestFailure(f"qemu did not exit cleanly on QMP quit: {describe_rc(rc)}"
                                   f"; its last messages: {qemu.text().strip().splitlines()[-4:]}")
             log("qemu exited 0 on QMP quit")
+
+    def check_trace_restart_abort(self):
+        """With --trace under QEMU 10: what CONFIGURE_MEM_SLOTS changes on a
+        reconnect.  The first connection negotiated it and got its memory by
+        ADD_MEM_REG (when the device offers it); every reconnect carries no
+        message at all -- QEMU aborts before it sends one, so neither
+        SET_MEM_TABLE nor ADD_MEM_REG comes again, whatever was negotiated."""
+        conns = trace_connections(self.trace_log)
+        first = conns.get(1)
+        if not first:
+            raise TestFailure("trace: no first connection")
+        spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
+        m = re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
+        mem_slots = bool(m and (int(m.group(1), 16) >> CONFIGURE_MEM_SLOTS_BIT) & 1)
+        mapped = [n for n, _ in first["q2d"] if n in ("SET_MEM_TABLE", "ADD_MEM_REG")]
+        if not mapped or (mem_slots and "ADD_MEM_REG" not in mapped) or (
+                not mem_slots and "SET_MEM_TABLE" not in mapped):
+            raise TestFailure(f"trace: first connection mapped memory with {sorted(set(mapped))} "
+                              f"(CONFIGURE_MEM_SLOTS {'on' if mem_slots else 'off'})")
+        later = [k for k in sorted(conns) if k > 1 and conns[k]["connected"]]
+        if not later:
+            raise TestFailure("trace: QEMU never reconnected through the proxy")
+        for k in later:
+            if conns[k]["q2d"]:
+                raise TestFailure(
+                    f"trace: reconnect #{k} carried {[n for n, _ in conns[k]['q2d']]}: QEMU "
+                    "now sends messages before it aborts; re-measure what it re-sends")
+        log(f"trace: connection #1 negotiated CONFIGURE_MEM_SLOTS "
+            f"{'on' if mem_slots else 'off'} and mapped memory with {sorted(set(mapped))}; "
+            f"the {len(later)} reconnect(s) carried no message before QEMU aborted")
 
     def check_trace_mem_slots(self, n_device_conns, exact):
         """With --trace: the first connection negotiated CONFIGURE_MEM_SLOTS
