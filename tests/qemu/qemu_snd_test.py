@@ -106,33 +106,28 @@ def pattern(fmt, channels, rate, frames, seed):
     others (channel c adds c - 1), so a dropped, repeated or shifted frame
     changes the bytes; mono carries the counter only.  No frame is silence."""
     _, code, width, _ = FORMATS[fmt]
-    out = bytearray()
-    pack = struct.Struct(code).pack
-    for n in range(frames):
-        cnt = seed + n + 1
-        for c in range(channels):
-            if channels > 1 and c == 0:
-                v = math.sin(2 * math.pi * 440 * n / rate) * 0.5
-                if fmt == "S16_LE":
-                    s = int(v * 32767)
-                elif fmt == "S32_LE":
-                    s = int(v * 2147483647)
-                elif fmt == "FLOAT_LE":
-                    s = v
-                else:
-                    s = 128 + int(v * 127)
-            else:
-                k = cnt + c - (1 if channels > 1 else 0)
-                if fmt == "S16_LE":
-                    s = k % 32767 + 1
-                elif fmt == "S32_LE":
-                    s = k * 4096
-                elif fmt == "FLOAT_LE":
-                    s = (k % (1 << 23) + 1) / (1 << 24)
-                else:
-                    s = k % 127 + 129          # never 0x80 (U8 silence)
-            out += pack(s)
-    return bytes(out)
+    w = 2 * math.pi * 440 / rate
+    if fmt == "S16_LE":
+        tone = lambda n: int(math.sin(w * n) * 16383)               # noqa: E731
+        count = lambda k: k % 32767 + 1                              # noqa: E731
+    elif fmt == "S32_LE":
+        tone = lambda n: int(math.sin(w * n) * 1073741823)          # noqa: E731
+        count = lambda k: k * 4096                                   # noqa: E731
+    elif fmt == "FLOAT_LE":
+        tone = lambda n: math.sin(w * n) * 0.5                       # noqa: E731
+        count = lambda k: (k % (1 << 23) + 1) / (1 << 24)            # noqa: E731
+    else:
+        tone = lambda n: 128 + int(math.sin(w * n) * 63)             # noqa: E731
+        count = lambda k: k % 127 + 129       # never 0x80 (U8 silence)  # noqa: E731
+    cols = []
+    for c in range(channels):
+        if channels > 1 and c == 0:
+            cols.append([tone(n) for n in range(frames)])
+        else:
+            off = seed + 1 + c - (1 if channels > 1 else 0)
+            cols.append([count(off + n) for n in range(frames)])
+    flat = [v for frame in zip(*cols) for v in frame]
+    return struct.pack(f"<{len(flat)}{code[1]}", *flat)
 
 
 class Play:
@@ -170,6 +165,118 @@ def newc(entries):
     return bytes(out)
 
 
+def wav_bytes(fmt, channels, rate, data):
+    """A plain WAV file (PCM or IEEE float, no extensible header) of `data`."""
+    _, _, width, _ = FORMATS[fmt]
+    tag = 3 if fmt == "FLOAT_LE" else 1
+    fmt_chunk = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * width,
+                            channels * width, width * 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk \
+        + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def read_wav(path):
+    """(key, data) of a WAV file the daemon wrote: key is (virtio format,
+    rate, channels) as Play.key() has it.  The header must describe exactly
+    the file (it is rewritten after every RELEASE)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise TestFailure(f"{path}: not a RIFF/WAVE file")
+    if struct.unpack_from("<I", raw, 4)[0] != len(raw) - 8:
+        raise TestFailure(f"{path}: RIFF size {struct.unpack_from('<I', raw, 4)[0]}, file "
+                          f"holds {len(raw) - 8} bytes after it")
+    pos, fmtc, data = 12, None, None
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], struct.unpack_from("<I", raw, pos + 4)[0]
+        body = raw[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            fmtc = body
+        elif cid == b"data":
+            if pos + 8 + size != len(raw):
+                raise TestFailure(f"{path}: data chunk of {size} bytes, the file has "
+                                  f"{len(raw) - pos - 8} after its header")
+            data = body
+        pos += 8 + size + (size & 1)
+    if fmtc is None or data is None:
+        raise TestFailure(f"{path}: no fmt or data chunk")
+    tag, ch, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmtc)
+    if tag == 0xFFFE:
+        tag = struct.unpack_from("<H", fmtc, 24)[0]      # SubFormat GUID's first field
+    name = {(1, 8): "U8", (1, 16): "S16", (1, 32): "S32", (3, 32): "FLOAT"}.get((tag, bits))
+    if not name:
+        raise TestFailure(f"{path}: format tag {tag}, {bits} bits: not one this test plays")
+    return (name, rate, ch), data
+
+
+def silence_run(data, pos, frame, fill):
+    """Frames of silence at data[pos:]."""
+    n = 0
+    silent = bytes([fill]) * frame
+    while data[pos + n * frame:pos + (n + 1) * frame] == silent:
+        n += 1
+    return n
+
+
+def check_output_files(base, plays):
+    """The output files (base, base-2, base-3, ... in order) hold every play
+    of `plays` (in order) exactly: each play's frames contiguous and exact,
+    in the first file of its format from where the previous play was; before
+    and after a play only silence (aplay pads its last period; the probe
+    plays of /dev/zero are silence too).  Returns per play (file, leading
+    silence, trailing silence) in frames."""
+    stem, ext = os.path.splitext(base)
+    files = []
+    k = 1
+    while True:
+        path = base if k == 1 else f"{stem}-{k}{ext}"
+        if not os.path.exists(path):
+            break
+        files.append((path,) + read_wav(path))
+        k += 1
+    if not files:
+        raise TestFailure(f"no output file {base}")
+    out = []
+    fi, pos = 0, 0
+
+    def rest_silent(i, start):
+        path, key, data = files[i]
+        fill = 0x80 if key[0] == "U8" else 0
+        bad = [j for j in range(start, len(data)) if data[j] != fill]
+        if bad:
+            raise TestFailure(f"{os.path.basename(path)}: non-silent byte at {bad[0]} of "
+                              f"{len(data)} where only silence may be (stale or extra samples)")
+    for p in plays:
+        while fi < len(files) and files[fi][1] != p.key():
+            rest_silent(fi, pos)
+            fi, pos = fi + 1, 0
+        if fi == len(files):
+            raise TestFailure(f"{p.name}: no output file of format {p.key()} after the previous "
+                              f"play's ({[f[1] for f in files]})")
+        path, key, data = files[fi]
+        frame = len(p.data) // p.frames
+        fill = FORMATS[p.fmt][3]
+        lead = silence_run(data, pos, frame, fill)
+        start = pos + lead * frame
+        got = data[start:start + len(p.data)]
+        if got != p.data:
+            i = next((j for j in range(min(len(got), len(p.data))) if got[j] != p.data[j]),
+                     min(len(got), len(p.data)))
+            raise TestFailure(
+                f"{p.name}: {os.path.basename(path)} differs from the played frames at frame "
+                f"{i // frame} of {p.frames} (file offset {start + i}; {len(got)} bytes there): "
+                f"expected {p.data[i // frame * frame:i // frame * frame + frame].hex()}, got "
+                f"{got[i // frame * frame:i // frame * frame + frame].hex()}")
+        pos = start + len(p.data)
+        trail = silence_run(data, pos, frame, fill)
+        out.append((os.path.basename(path), lead, trail))
+    while fi < len(files):
+        rest_silent(fi, pos)
+        fi, pos = fi + 1, 0
+    return out, [os.path.basename(f[0]) for f in files]
+
+
 # ---------------------------------------------------------------------------
 # the daemon
 
@@ -188,8 +295,12 @@ class Daemon:
         log(f"started {self.name} pid {self.proc.pid}: {' '.join(argv)}")
         wait_for(lambda: self.ctl_ok(), now() + 20, f"{self.name}'s control socket",
                  [self.proc])
-        # what it holds serving nobody (daemon#1: before any QEMU started)
-        self.fds_at_start = self.fds()
+        # what it holds serving nobody (daemon#1: before any QEMU started),
+        # once it has closed its end of our QUERY connection
+        self.fds_at_start = wait_for(
+            lambda: (lambda p: self.fds() if p and p[1] == 0 else None)(
+                unix_socket_peers(run.ctl, self.proc.pid)),
+            now() + 10, f"{self.name} to close the QUERY connection", [self.proc])
 
     def fds(self):
         """Open files, the log's name made independent of the daemon's number."""
@@ -490,10 +601,10 @@ class Run:
             P("b2b-1", "S16_LE", 2, 48000, 0.5, 1000000),
             P("b2b-2", "S16_LE", 2, 48000, 0.5, 1100000),
             P("after-capture", "S16_LE", 2, 48000, 0.5, 1200000),
-            P("pause", "S16_LE", 2, 48000, 5.0, 1300000),
+            P("pause", "S16_LE", 2, 48000, 4.0, 1300000),
             P("boot2", "S16_LE", 2, 48000, 1.0, 2000000),
             P("boot3", "S16_LE", 2, 48000, 1.0, 3000000),
-            P("boot3-killed", "S16_LE", 2, 48000, 5.0, 3100000),
+            P("boot3-killed", "S16_LE", 2, 48000, 3.0, 3100000),
         ]
         self.plays = {p.name: p for p in plays}
         self.played = []          # plays that completed, in order
@@ -587,20 +698,81 @@ class Run:
             raise TestFailure(f"timing: {audio:.0f}s of audio took {r10.secs - r1.secs:.3f}s "
                               "(difference of a 10 s and a 1 s play), not within 2%")
 
-    def case_capture(self, g, d, n):
-        """arecord with input off: zeros, nothing read from a host device."""
-        frames = 48000
-        cmd = (f"arecord -D hw:0,0 -t raw -f S16_LE -c 2 -r 48000 -s {frames} /tmp/c.raw && "
-               f"dd if=/tmp/c.raw of=/dev/vda bs=512 seek={n * 4096} conv=fsync 2>/dev/null && "
-               "wc -c < /tmp/c.raw")
-        r = g.sh(cmd, timeout=60)
+    def capture_cmd(self, n, frames):
+        """arecord `frames` frames of the input file's format; the data goes
+        to slot n of the scratch disk for capture_data()."""
+        return (f"arecord -D hw:0,0 -t raw -f S16_LE -c 2 -r 48000 -s {frames} /tmp/c.raw && "
+                f"dd if=/tmp/c.raw of=/dev/vda bs=512 seek={n * 4096} conv=fsync 2>/dev/null && "
+                "wc -c < /tmp/c.raw")
+
+    def capture_data(self, n, r, frames):
+        if r.rc != 0:
+            raise TestFailure(f"capture: arecord failed: {r.out[-5:]}")
         size = int(r.out[-1])
         if size != frames * 4:
             raise TestFailure(f"capture: arecord wrote {size} bytes, want {frames * 4}")
         with open(self.xfer, "rb") as f:
             f.seek(n * 4096 * 512)
-            data = f.read(size)
-        return data, r
+            return f.read(size)
+
+    def input_file_open(self, d):
+        return [x for x in fd_targets(d.proc.pid) if x == self.input_wav]
+
+    def running(self, d, sid):
+        return any(st.get("stream") == str(sid) and st.get("state") == "running"
+                   for st in d.status())
+
+    def case_capture(self, g, d):
+        frames = 48000
+        # input off (the daemon's default): zeros, and the file is never open
+        i = g.send(self.capture_cmd(0, frames))
+        wait_for(lambda: self.running(d, 1), now() + 30, "the capture stream to run",
+                 [g.proc, d.proc])
+        opened = self.input_file_open(d)
+        data = self.capture_data(0, g.result(i, 60), frames)
+        if opened:
+            raise TestFailure(f"input off: the daemon holds {opened} open while capturing")
+        if data.count(0) != len(data):
+            raise TestFailure("capture with input off: not all zeros")
+        log(f"input off: {frames} frames captured, all zero; the daemon did not hold "
+            f"{os.path.basename(self.input_wav)} open while the stream ran")
+        # input on: the file's frames, from its first one
+        d.set("input on")
+        data = self.capture_data(1, g.sh(self.capture_cmd(1, frames)), frames)
+        want = self.input_data[:len(data)]
+        if data != want:
+            j = next(k for k in range(len(data)) if data[k] != want[k])
+            raise TestFailure(f"input on: capture differs from the input file at frame {j // 4}: "
+                              f"{data[j // 4 * 4:j // 4 * 4 + 16].hex()} != "
+                              f"{want[j // 4 * 4:j // 4 * 4 + 16].hex()}")
+        log(f"input on: {frames} frames captured, exactly the input file's first {frames}")
+        # switched off in the middle of a recording
+        frames = 3 * 48000
+        i = g.send(self.capture_cmd(2, frames))
+        wait_for(lambda: any(st.get("stream") == "1" and st.get("state") == "running"
+                             and int(st.get("bytes", 0)) >= 48000 * 4 for st in d.status()),
+                 now() + 30, "a second of capture", [g.proc, d.proc])
+        before = int([st for st in d.status() if st["stream"] == "1"][0]["bytes"]) // 4
+        d.set("input off")
+        st = [st for st in d.status() if st["stream"] == "1"][0]
+        after, period = int(st["bytes"]) // 4, int(st["period_bytes"]) // 4
+        time.sleep(0.3)
+        opened = self.input_file_open(d)
+        data = self.capture_data(2, g.result(i, 60), frames)
+        if opened:
+            raise TestFailure(f"input switched off: the daemon still holds {opened} open")
+        nz = [k for k in range(0, len(data), 4) if data[k:k + 4] != b"\0\0\0\0"]
+        switch = (nz[-1] + 4) // 4 if nz else 0
+        if data[:switch * 4] != self.input_data[:switch * 4]:
+            raise TestFailure("input switched off: the frames before the switch are not the "
+                              "input file's")
+        if not before <= switch <= after + period:
+            raise TestFailure(f"input switched off: zeros from frame {switch}; the device had "
+                              f"delivered {before} frames before SET and {after} right after, "
+                              f"period {period} frames")
+        log(f"input switched off mid-recording: the file's frames up to {switch}, zeros from "
+            f"there on ({before} delivered before SET input off, {after} after it, period "
+            f"{period}: {switch - after} frames after the reply); the file is closed")
 
     def case_pause(self, g):
         p = self.plays["pause"]
@@ -638,11 +810,8 @@ class Run:
                 self.play(g, name)
         with Case(self, "3 timing 10 s"):
             self.case_timing(g)
-        with Case(self, "4 capture, input off"):
-            data, r = self.case_capture(g, d, 0)
-            if data.count(0) != len(data):
-                raise TestFailure("capture with input off: not all zeros")
-            log(f"capture with input off: {len(data)} bytes, all zero, in {r.secs:.2f}s")
+        with Case(self, "4 capture: off, on, switched off"):
+            self.case_capture(g, d)
         with Case(self, "5 back to back + play after capture"):
             self.play(g, "after-capture")
             self.play(g, "b2b-1")
@@ -668,6 +837,8 @@ class Run:
             g = Guest(self, 3, hotplug=True, no_core=True)
             g.wait_ready()
             self.play(g, "boot3")
+        with Case(self, "2+5+6 output files sample-exact"):
+            self.check_output()
         with Case(self, "7 restart: QEMU 10 aborts"):
             self.case_restart(g, d)
 
@@ -716,9 +887,23 @@ class Run:
             f"before any QEMU ({idle[0]} listening socket(s) on the vhost-user path, no "
             f"connection), answers GET_FEATURES ({feats:#x}) and QUERY")
 
+    def check_output(self):
+        res, files = check_output_files(self.output_wav, self.played)
+        for p, (f, lead, trail) in zip(self.played, res):
+            log(f"  {p.name}: {p.frames} frames exact in {f}, {lead} silent frame(s) before, "
+                f"{trail} after")
+        log(f"every play's frames are in {len(files)} output file(s) exactly once, in order, "
+            "with only silence around them")
+
     # ---- all ---------------------------------------------------------------
     def run_all(self):
-        self.daemon_args = ["--backend", "null"]
+        self.output_wav = os.path.join(self.rundir, "out.wav")
+        self.input_wav = os.path.join(self.rundir, "in.wav")
+        self.input_data = pattern("S16_LE", 2, 48000, 4 * 48000, 9000000)
+        with open(self.input_wav, "wb") as f:
+            f.write(wav_bytes("S16_LE", 2, 48000, self.input_data))
+        self.daemon_args = ["--backend", "file", "--output-file", self.output_wav,
+                            "--input-file", self.input_wav]
         d = Daemon(self, 1, self.daemon_args)
         self.d1 = d
         self.boot1(d)
