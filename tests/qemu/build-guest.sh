@@ -17,7 +17,7 @@
 #     libasound2-data, libc6), downloaded and unpacked the same way.
 #
 # If OUTDIR already holds a complete result built from the same inputs
-# (this script, the /init script, the mode), it is reused and nothing is
+# (this script, the /init script, guest-lib.sh, the mode), it is reused and nothing is
 # downloaded.
 # Prints the two paths on the last two lines of stdout:
 #   KERNEL=<path>
@@ -57,7 +57,8 @@ KSUITE=
 [ $SOUND -eq 1 ] && KSUITE=bookworm-backports
 
 # ---- cache check ----------------------------------------------------------
-inputs_hash=$( (cat "$0" "$INIT_SRC"; echo "sound=$SOUND") | sha256sum | cut -d' ' -f1)
+LIB_SRC=$HERE/guest-lib.sh
+inputs_hash=$( (cat "$0" "$INIT_SRC" "$LIB_SRC"; echo "sound=$SOUND") | sha256sum | cut -d' ' -f1)
 stamp=$OUTDIR/guest.stamp
 if [ -f "$stamp" ] && [ -s "$OUTDIR/vmlinuz" ] && [ -s "$OUTDIR/initrd.gz" ] &&
    grep -qx "inputs=$inputs_hash" "$stamp"; then
@@ -255,6 +256,7 @@ if [ $SOUND -eq 1 ]; then
     stage_alsa_utils
 fi
 cp "$INIT_SRC" "$ROOT/init"
+cp "$LIB_SRC" "$ROOT/lib/guest-lib.sh"
 chmod 755 "$ROOT/init"
 echo "$kpkg $kver_pkg ($kver)" > "$ROOT/kernel-package"
 

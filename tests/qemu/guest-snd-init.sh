@@ -20,29 +20,11 @@
 # Files the host adds to the initramfs (a second cpio archive) are in /pat;
 # /dev/vda is a scratch disk the host reads back (captures).
 
-PATH=/bin
-export PATH
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-# Keep kernel messages off the console so they cannot split our report lines.
-echo 1 > /proc/sys/kernel/printk
-
-up() { cut -d' ' -f1 /proc/uptime; }
-say() { echo "$*"; }
-fail() {
-    say "VHTEST-FAIL $*"
-    poweroff -f
-    sleep 3600
-}
+. /lib/guest-lib.sh
 
 say "VHTEST-INIT $(up)"
 say "VHTEST-INFO kernel $(uname -r) $(cat /kernel-package)"
-for m in $(cat /lib/modules/load-order); do
-    insmod /lib/modules/$m.ko || fail "insmod $m"
-done
-say "VHTEST-INFO modules-loaded $(up)"
+load_modules
 
 # The driver creates the card asynchronously: poll, bounded.
 tries=600

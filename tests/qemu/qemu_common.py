@@ -222,6 +222,15 @@ class Qmp:
             self.sock.close()
 
 
+def chardev_connected(qmp, label):
+    """QMP query-chardev: is chardev `label` connected (QEMU's side)?"""
+    r = qmp.try_cmd("query-chardev")
+    for c in r.get("return", []):
+        if c.get("label") == label:
+            return not c.get("filename", "").startswith("disconnected")
+    return False
+
+
 def unix_socket_peers(path, pid):
     """Connected unix sockets bound to `path` that process `pid` holds."""
     inodes = set()

@@ -55,7 +55,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qemu_common import (Console, Proc, Qmp, Skip, TestFailure, build_guest,  # noqa: E402
-                         crashed, describe_rc, expect_vhost_ops_abort, fd_targets, log,
+                         chardev_connected, crashed, describe_rc, expect_vhost_ops_abort, fd_targets, log,
                          now, set_log_name, unix_socket_peers, wait_for, which_or_skip)
 set_log_name("qemu-rng")
 PATTERN_MOD = 251
@@ -386,6 +386,17 @@ def trace_connections(path):
     return conns
 
 
+def trace_first_connection(path):
+    """(all connections, the first one, re match of its SET_PROTOCOL_FEATURES
+    u64 or None) of a vhost-user-trace.log."""
+    conns = trace_connections(path)
+    first = conns.get(1)
+    if not first:
+        raise TestFailure("trace: no first connection")
+    spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
+    return conns, first, re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
+
+
 def make_pattern_file(path, kind, size):
     data = bytearray(pattern_run(0, size))
     if kind == "gaps":
@@ -536,11 +547,7 @@ class Run:
         return st
 
     def chardev_connected(self):
-        st = self.qmp.try_cmd("query-chardev")
-        for c in st.get("return", []):
-            if c.get("label") == "c0":
-                return not c.get("filename", "").startswith("disconnected")
-        return False
+        return chardev_connected(self.qmp, "c0")
 
     # ----------------------------------------------------------------------
     def wait_main(self):
@@ -1049,12 +1056,7 @@ class Run:
         ADD_MEM_REG (when the device offers it); every reconnect carries no
         message at all -- QEMU aborts before it sends one, so neither
         SET_MEM_TABLE nor ADD_MEM_REG comes again, whatever was negotiated."""
-        conns = trace_connections(self.trace_log)
-        first = conns.get(1)
-        if not first:
-            raise TestFailure("trace: no first connection")
-        spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
-        m = re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
+        conns, first, m = trace_first_connection(self.trace_log)
         mem_slots = bool(m and (int(m.group(1), 16) >> CONFIGURE_MEM_SLOTS_BIT) & 1)
         mapped = [n for n, _ in first["q2d"] if n in ("SET_MEM_TABLE", "ADD_MEM_REG")]
         if not mapped or (mem_slots and "ADD_MEM_REG" not in mapped) or (
@@ -1077,12 +1079,8 @@ class Run:
         """With --trace: the first connection negotiated CONFIGURE_MEM_SLOTS
         and got its memory through ADD_MEM_REG; no reconnect re-sends the
         protocol features or any memory region before SET_VRING_ADDR."""
-        conns = trace_connections(self.trace_log)
-        first = conns.get(1)
-        if not first:
-            raise TestFailure("trace: no first connection")
+        conns, first, m = trace_first_connection(self.trace_log)
         spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
-        m = re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
         if not m or not (int(m.group(1), 16) >> CONFIGURE_MEM_SLOTS_BIT) & 1:
             raise TestFailure(f"trace: CONFIGURE_MEM_SLOTS was not negotiated on the first "
                               f"connection (SET_PROTOCOL_FEATURES {spf}): this mode needs a "

@@ -41,7 +41,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qemu_common import (Console, Proc, Qmp, Skip, TestFailure, build_guest,  # noqa: E402
-                         crashed, describe_rc, expect_vhost_ops_abort, fd_targets, log,
+                         chardev_connected, crashed, describe_rc, expect_vhost_ops_abort, fd_targets, log,
                          now, set_log_name, shell_cmdline, unix_socket_peers, wait_for,
                          which_or_skip)
 
@@ -441,11 +441,7 @@ class Guest:
             return None
 
     def chardev_connected(self):
-        r = self.qmp.try_cmd("query-chardev")
-        for c in r.get("return", []):
-            if c.get("label") == "snd":
-                return not c.get("filename", "").startswith("disconnected")
-        return False
+        return chardev_connected(self.qmp, "snd")
 
     def check(self):
         self.console.poll()
