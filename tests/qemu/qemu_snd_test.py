@@ -844,7 +844,27 @@ class Run:
             self.play(g, "boot2")
             g.quit()
 
+    def case_cmdline_reconnect(self):
+        """Why the recipe: -device on the command line with a reconnect-ms
+        chardev does not start (README.md says so; this keeps it true)."""
+        args = snd_device_args(self.sock, hotplug=True)
+        args = [a for a in args if a != "-S"] + ["-device", "vhost-user-snd-pci,chardev=snd"]
+        argv = [self.qemu_bin, "-accel", "tcg", "-nodefaults", "-display", "none", "-S"] + args
+        p = Proc("qemu-cmdline", argv, os.path.join(self.rundir, "qemu-cmdline.log"))
+        self.procs.append(p)
+        rc = p.wait(30)
+        msgs = [x.split(": ")[-1] for x in p.text().splitlines()]
+        want = ["Failed to set msg fds.", "vhost_backend_init failed: Protocol error"]
+        if rc != 1 or msgs != want:
+            raise TestFailure(
+                "EXPECTATION STALE: -device vhost-user-snd-pci with a reconnect-ms chardev "
+                f"now gives {describe_rc(rc)} and {msgs} (QEMU 10.0: exit status 1, {want}); "
+                "update README.md's reconnect recipe")
+        log(f"-device with reconnect-ms on the command line: {describe_rc(rc)}, {' / '.join(msgs)}")
+
     def boot3(self, d):
+        with Case(self, "7 -device + reconnect-ms fails"):
+            self.case_cmdline_reconnect()
         with Case(self, "7 reconnect recipe plays"):
             g = Guest(self, 3, hotplug=True, no_core=True)
             g.wait_ready()
