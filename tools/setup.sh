@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	g++ meson ninja-build pkg-config python3
 	libboost-dev libboost-program-options-dev
-	libspdlog-dev libfmt-dev catch2
+	libspdlog-dev libfmt-dev catch2 nlohmann-json3-dev scdoc
 )
 if [[ "${1:-}" == "--tests" ]]; then
 	# The QEMU guest tests: a static busybox for the initramfs, cpio to pack
@@ -14,6 +14,14 @@ if [[ "${1:-}" == "--tests" ]]; then
 	# alsa-utils and their libraries are fetched with apt-get download.
 	# QEMU itself comes from bookworm-backports, below.
 	packages+=(busybox-static cpio gzip xz-utils binutils)
+	# The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
+	packages+=(clang libclang-rt-dev)
+	# The file back-end's tests read its WAV files back with independent
+	# readers: sox/soxi, and libsndfile through Python's ctypes.
+	packages+=(sox libsndfile1)
+	# The control tests: systemd-analyze and systemd-socket-activate (the
+	# units, LISTEN_FDS); setpriv and unshare (foreign uids, the sandbox).
+	packages+=(systemd util-linux)
 fi
 
 missing=()

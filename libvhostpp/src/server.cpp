@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
 #include "vhostpp/server.h"
 
+#include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <cerrno>
@@ -25,8 +26,6 @@ struct Server::Listener {
 	stream_protocol::acceptor acceptor;
 };
 
-namespace {
-
 void check_listening_unix_socket(int fd)
 {
 	int type = 0, listening = 0, domain = 0;
@@ -44,7 +43,35 @@ void check_listening_unix_socket(int fd)
 		throw std::runtime_error(fmt::format("fd {} is not listening", fd));
 }
 
-} // namespace
+std::vector<SystemdSocket> take_systemd_sockets()
+{
+	const char *pid = std::getenv("LISTEN_PID");
+	const char *fds = std::getenv("LISTEN_FDS");
+	const char *names = std::getenv("LISTEN_FDNAMES");
+	std::vector<SystemdSocket> sockets;
+	if (!pid || !fds || std::strtol(pid, nullptr, 10) != ::getpid())
+		return sockets;
+	const long count = std::strtol(fds, nullptr, 10);
+	std::string name_list = names ? names : "";
+	::unsetenv("LISTEN_PID");
+	::unsetenv("LISTEN_FDS");
+	::unsetenv("LISTEN_FDNAMES");
+	/* sd_listen_fds(3): the fds start at 3; names are colon-separated, in order. */
+	constexpr int kFirstSystemdFd = 3;
+	size_t at = 0;
+	for (long i = 0; i < count && i < 64; i++) {
+		const int fd = kFirstSystemdFd + static_cast<int>(i);
+		::fcntl(fd, F_SETFD, FD_CLOEXEC);
+		std::string name;
+		if (at <= name_list.size() && !name_list.empty()) {
+			const size_t colon = std::min(name_list.find(':', at), name_list.size());
+			name = name_list.substr(at, colon - at);
+			at = colon + 1;
+		}
+		sockets.push_back({ UniqueFd(fd), std::move(name) });
+	}
+	return sockets;
+}
 
 Server::Server(boost::asio::io_context &io, Device &device)
 	: io_(io), device_(device), listener_(std::make_unique<Listener>(io))
@@ -101,18 +128,10 @@ void Server::listen_fd(UniqueFd fd)
 
 bool Server::listen_systemd()
 {
-	const char *pid = std::getenv("LISTEN_PID");
-	const char *fds = std::getenv("LISTEN_FDS");
-	if (!pid || !fds || std::strtol(pid, nullptr, 10) != ::getpid())
+	auto sockets = take_systemd_sockets();
+	if (sockets.empty())
 		return false;
-	if (std::strtol(fds, nullptr, 10) < 1)
-		return false;
-	::unsetenv("LISTEN_PID");
-	::unsetenv("LISTEN_FDS");
-	::unsetenv("LISTEN_FDNAMES");
-	constexpr int kFirstSystemdFd = 3;
-	::fcntl(kFirstSystemdFd, F_SETFD, FD_CLOEXEC);
-	listen_fd(UniqueFd(kFirstSystemdFd));
+	listen_fd(std::move(sockets.front().fd));
 	return true;
 }
 

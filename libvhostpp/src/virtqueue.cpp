@@ -365,7 +365,18 @@ std::optional<DescriptorChain> Virtqueue::pop()
 	if (!ready() || broken_)
 		return std::nullopt;
 
-	while (true) {
+	/* Refused entries are skipped, but one call skips at most a ring's worth:
+	 * a guest that keeps publishing bad chains (or rings laid over each
+	 * other, so that our own used-ring writes look like new entries) must
+	 * not hold the loop thread here forever. The rest waits for the next
+	 * kick. */
+	for (unsigned skipped = 0;; skipped++) {
+		if (skipped > size_) {
+			logger().error("queue {}: more than {} refused entries in one pass; the rest "
+				       "waits for the next kick",
+				       index_, size_);
+			return std::nullopt;
+		}
 		uint16_t avail = avail_idx();
 		uint16_t pending = static_cast<uint16_t>(avail - last_avail_);
 		if (pending > size_) {

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
+#include <filesystem>
 #include <optional>
 #include <spawn.h>
 #include <stdexcept>
@@ -31,6 +32,25 @@ inline std::string vhost_sound_binary()
 	return path;
 }
 
+/** \brief A fresh directory under /tmp, removed with everything in it. */
+struct TempDir {
+	std::string path;
+	TempDir()
+	{
+		char tmpl[] = "/tmp/vhost-sound-test-XXXXXX";
+		if (!::mkdtemp(tmpl))
+			throw std::runtime_error("mkdtemp failed");
+		path = tmpl;
+	}
+	~TempDir()
+	{
+		std::error_code ec;
+		std::filesystem::remove_all(path, ec);
+	}
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+};
+
 /** \brief A child process with stdout and stderr captured in pipes. */
 class DaemonProcess
 {
@@ -40,6 +60,13 @@ public:
 	 * fd 3 in the child.
 	 */
 	explicit DaemonProcess(const std::vector<std::string> &args, std::optional<int> inherit_fd = {})
+		: DaemonProcess(vhost_sound_binary(), args, inherit_fd)
+	{
+	}
+
+	/** \brief Start \a binary (a path, or a name looked up in PATH) with \a args. */
+	DaemonProcess(const std::string &binary, const std::vector<std::string> &args,
+		      std::optional<int> inherit_fd = {})
 	{
 		int out[2], err[2];
 		if (::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
@@ -51,14 +78,14 @@ public:
 		if (inherit_fd)
 			posix_spawn_file_actions_adddup2(&actions, *inherit_fd, 3);
 
-		std::vector<std::string> argv_strings{ vhost_sound_binary() };
+		std::vector<std::string> argv_strings{ binary };
 		argv_strings.insert(argv_strings.end(), args.begin(), args.end());
 		std::vector<char *> argv;
 		for (auto &s : argv_strings)
 			argv.push_back(s.data());
 		argv.push_back(nullptr);
 
-		const int rc = ::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+		const int rc = ::posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
 		posix_spawn_file_actions_destroy(&actions);
 		::close(out[1]);
 		::close(err[1]);
@@ -127,5 +154,33 @@ private:
 	int err_ = -1;
 	std::optional<int> status_;
 };
+
+/** \brief How a run of the binary ended. */
+struct Exited {
+	/** \brief The exit status; nothing if it was killed or did not exit within the timeout. */
+	std::optional<int> status;
+	std::string out;
+	std::string err;
+};
+
+/** \brief Run the binary with \a args until it exits (at most \a timeout_ms). */
+inline Exited run_to_exit(const std::vector<std::string> &args, int timeout_ms = 5000)
+{
+	DaemonProcess p(args);
+	Exited e;
+	e.status = p.wait(timeout_ms);
+	e.out = p.out();
+	e.err = p.err();
+	return e;
+}
+
+/** \brief \a args joined by spaces, for test messages. */
+inline std::string joined_args(const std::vector<std::string> &args)
+{
+	std::string joined;
+	for (const auto &a : args)
+		joined += a + " ";
+	return joined;
+}
 
 } // namespace sound_test

@@ -391,6 +391,15 @@ public:
 		return account(*used, run, true);
 	}
 
+	/** \brief Like wait_completion(), without waiting: nothing if no message completed yet. */
+	std::optional<size_t> try_completion(PcmRun &run)
+	{
+		const auto used = io_queue().get_used();
+		if (!used)
+			return std::nullopt;
+		return account(*used, run, true);
+	}
+
 	/** \brief STOP, RELEASE, and wait (1 s, as Linux) for every pending message. */
 	void finish(PcmRun &run)
 	{

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <thread>
 #include <unistd.h>
 
 namespace sound_test {
@@ -111,5 +113,22 @@ private:
 	int fd_ = -1;
 	std::string buffer_;
 };
+
+/**
+ * \brief QUERY on the daemon's control socket once it exists: a path cannot be
+ * waited on, so retry for up to 2 s while the daemon starts.
+ */
+inline std::optional<std::string> query_when_up(const std::string &ctl)
+{
+	for (int i = 0; i < 200; i++) {
+		try {
+			LineClient client(ctl);
+			return client.ask("QUERY");
+		} catch (const std::exception &) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+	}
+	return std::nullopt;
+}
 
 } // namespace sound_test

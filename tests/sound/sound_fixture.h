@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -112,6 +113,20 @@ public:
 	};
 
 	explicit SoundDaemon(SoundDevice::Options options = {}, Backend which = Backend::Recording)
+		: SoundDaemon(options, [which](boost::asio::io_context &io, const std::string &) {
+			  if (which == Backend::Recording)
+				  return std::unique_ptr<NullBackend>(std::make_unique<RecordingBackend>(io));
+			  return std::make_unique<NullBackend>(io);
+		  })
+	{
+	}
+
+	/** \brief Builds the back-end on the daemon's loop, given the daemon's fresh directory. */
+	using BackendFactory =
+		std::function<std::unique_ptr<NullBackend>(boost::asio::io_context &, const std::string &dir)>;
+
+	/** \brief A daemon on the back-end \a make builds (e.g. a FileBackend writing into the directory). */
+	SoundDaemon(SoundDevice::Options options, const BackendFactory &make)
 		: work_(boost::asio::make_work_guard(io_))
 	{
 		char dir[] = "/tmp/vhost-sound-test-XXXXXX";
@@ -119,12 +134,11 @@ public:
 			throw std::runtime_error("mkdtemp failed");
 		dir_ = dir;
 		path_ = dir_ + "/snd.sock";
-		if (which == Backend::Recording)
-			backend_ = std::make_unique<RecordingBackend>(io_);
-		else
-			backend_ = std::make_unique<NullBackend>(io_);
+		backend_ = make(io_, dir_);
 		device_ = std::make_unique<SoundDevice>(*backend_, silence_, options);
 		server_ = std::make_unique<vhostpp::Server>(io_, *device_);
+		/* As main() does: the device learns when the front-end left. */
+		server_->on_disconnect([this] { device_->detach(); });
 		server_->listen(path_);
 		thread_ = std::thread([this] { io_.run(); });
 	}
@@ -161,6 +175,8 @@ public:
 
 	/** \brief Only on the loop (on_loop()). */
 	SoundDevice &device() { return *device_; }
+	/** \brief Only on the loop (on_loop()). */
+	NullBackend &base_backend() { return *backend_; }
 	/** \brief Only on the loop (on_loop()); only with Backend::Recording. */
 	RecordingBackend &backend() { return dynamic_cast<RecordingBackend &>(*backend_); }
 	boost::asio::io_context &io() { return io_; }

@@ -9,12 +9,15 @@
 #include <vhostpp/frontend.h>
 
 #include "cli.h"
+#include "control/runtime_paths.h"
 #include "daemon_process.h"
 #include "socket_client.h"
 #include "device/virtio_snd.h"
 
 using namespace vhost_sound;
 using sound_test::DaemonProcess;
+using sound_test::query_when_up;
+using sound_test::TempDir;
 
 namespace {
 
@@ -26,16 +29,6 @@ CliResult parse(std::vector<std::string> args)
 		argv.push_back(a.c_str());
 	return parse_command_line(static_cast<int>(argv.size()), argv.data());
 }
-
-struct TempDir {
-	std::string path;
-	TempDir()
-	{
-		char tmpl[] = "/tmp/vhost-sound-cli-XXXXXX";
-		path = ::mkdtemp(tmpl);
-	}
-	~TempDir() { std::filesystem::remove_all(path); }
-};
 
 /* A listening Unix socket at \a path, as a service manager would pass it. */
 int listening_socket(const std::string &path)
@@ -69,6 +62,31 @@ TEST_CASE("command line: defaults and every option", "[cli]")
 	CHECK(r.options->output_enabled);
 	CHECK(*r.options->control_socket == "/tmp/c");
 	CHECK(r.options->log_level == spdlog::level::debug);
+
+	r = parse({ "--socket", "/tmp/s", "--control-socket", "/tmp/c", "--control-socket-mode", "0660",
+		    "--control-socket-group", "0", "--control-allow-uid", "root", "--control-allow-uid",
+		    "65534", "--control-allow-gid", "root" });
+	REQUIRE(r.options);
+	CHECK(r.options->control_socket_mode == 0660);
+	CHECK(r.options->control_socket_group == std::optional<gid_t>(0));
+	CHECK(r.options->control_allow_uids == std::vector<uid_t>{ 0, 65534 });
+	CHECK(r.options->control_allow_gids == std::vector<gid_t>{ 0 });
+	CHECK(r.options->control_socket_mode == 0660);
+
+	/* --name alone: the sockets at the runtime directory's default paths. */
+	r = parse({ "--name", "vm1" });
+	REQUIRE(r.options);
+	const std::string runtime = vm_socket_path("vm1", VmSocket::Control, ::geteuid());
+	CHECK(*r.options->socket_path == vm_socket_path("vm1", VmSocket::VhostUser, ::geteuid()));
+	CHECK(*r.options->control_socket == runtime);
+	CHECK(r.options->name == "vm1");
+	if (::geteuid() == 0)
+		CHECK(runtime == "/run/vhost-sound/vm1.ctl");
+	/* An explicit path wins. */
+	r = parse({ "--name", "vm1", "--socket", "/tmp/s" });
+	REQUIRE(r.options);
+	CHECK(*r.options->socket_path == "/tmp/s");
+	CHECK_FALSE(r.options->control_socket);
 
 	r = parse({ "--socket", "/tmp/s", "--streams", "input" });
 	REQUIRE(r.options);
@@ -116,24 +134,16 @@ const std::vector<std::pair<std::vector<std::string>, std::string>> kBadCommandL
 	{ { "--socket", "/tmp/a", "--log-level", "loud" }, "--log-level" },
 	{ { "--socket", "/tmp/a", "--frobnicate" }, "unrecognised" },
 	{ { "--socket", "/tmp/a", "extra" }, "positional" },
+	{ { "--name", "a/b" }, "cannot name a socket" },
+	{ { "--name", ".." }, "cannot name a socket" },
+	{ { "--name", std::string(120, 'n') }, "longer than a Unix socket address" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "0999" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "1777" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-mode", "rw" }, "--control-socket-mode" },
+	{ { "--socket", "/tmp/a", "--control-socket-group", "no-such-group-x" }, "no such group" },
+	{ { "--socket", "/tmp/a", "--control-allow-uid", "no-such-user-x" }, "no such user" },
+	{ { "--socket", "/tmp/a", "--control-allow-gid", "no-such-group-x" }, "no such group" },
 };
-
-/*
- * QUERY on the daemon's control socket once it exists: a path cannot be
- * waited on, so retry for up to 2 s while the daemon starts.
- */
-std::optional<std::string> query_when_up(const std::string &ctl)
-{
-	for (int i = 0; i < 200; i++) {
-		try {
-			sound_test::LineClient client(ctl);
-			return client.ask("QUERY");
-		} catch (const std::exception &) {
-			std::this_thread::sleep_for(std::chrono::milliseconds(10));
-		}
-	}
-	return std::nullopt;
-}
 
 } // namespace
 
@@ -155,18 +165,14 @@ TEST_CASE("command line: every bad combination is refused with status 2 and one 
 TEST_CASE("the binary exits 2 with one line on stderr for every bad command line", "[cli][process]")
 {
 	for (const auto &[args, word] : kBadCommandLines) {
-		std::string joined;
-		for (const auto &a : args)
-			joined += a + " ";
-		INFO("arguments: " << joined);
-		DaemonProcess p(args);
-		CHECK(p.wait() == std::optional<int>(2));
-		const std::string err = p.err();
-		INFO("stderr: " << err);
-		CHECK(err.rfind("vhost-sound: ", 0) == 0);
-		CHECK(err.find(word) != std::string::npos);
-		CHECK(std::count(err.begin(), err.end(), '\n') == 1);
-		CHECK(p.out().empty());
+		INFO("arguments: " << sound_test::joined_args(args));
+		const auto p = sound_test::run_to_exit(args);
+		CHECK(p.status == std::optional<int>(2));
+		INFO("stderr: " << p.err);
+		CHECK(p.err.rfind("vhost-sound: ", 0) == 0);
+		CHECK(p.err.find(word) != std::string::npos);
+		CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
+		CHECK(p.out.empty());
 	}
 
 	/* An fd that is open but not a listening socket. */

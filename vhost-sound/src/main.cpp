@@ -6,15 +6,19 @@
  */
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <memory>
+#include <sys/stat.h>
 
 #include <vhostpp/log.h>
 #include <vhostpp/server.h>
 
 #include "cli.h"
+#include "control/control_events.h"
 #include "control/control_server.h"
 #include "audio/backend_registry.h"
 #include "audio/null/null_backend.h"
@@ -23,6 +27,43 @@
 #include "version.h"
 
 using namespace vhost_sound;
+
+namespace {
+
+/* The sockets systemd passed: the vhost-user one and, if given, the control one. */
+struct SystemdSockets {
+	vhostpp::UniqueFd vhost_user;
+	vhostpp::UniqueFd control;
+};
+
+/*
+ * FileDescriptorName= tells them apart ("vhost-user", "control"); sockets
+ * without names are taken in order. Anything else is a unit file mistake.
+ */
+SystemdSockets systemd_sockets()
+{
+	auto sockets = vhostpp::take_systemd_sockets();
+	SystemdSockets out;
+	size_t unnamed = 0;
+	for (auto &s : sockets) {
+		std::string name = s.name;
+		if (name.empty() || name == "unknown")
+			name = unnamed++ == 0 ? "vhost-user" : "control";
+		vhostpp::UniqueFd &slot = name == "vhost-user" ? out.vhost_user : out.control;
+		if (name != "vhost-user" && name != "control")
+			throw std::runtime_error("systemd passed a socket named '" + s.name +
+						 "' (expected FileDescriptorName=vhost-user or control)");
+		if (slot)
+			throw std::runtime_error("systemd passed two sockets named '" + name + "'");
+		slot = std::move(s.fd);
+	}
+	if (!out.vhost_user)
+		throw std::runtime_error("systemd passed no vhost-user socket "
+					 "(FileDescriptorName=vhost-user)");
+	return out;
+}
+
+} // namespace
 
 int main(int argc, char *argv[])
 {
@@ -59,9 +100,29 @@ int main(int argc, char *argv[])
 	NullBackend silence(io);
 	SoundDevice device(*backend, silence, device_options);
 
+	if (options.create_socket_dir && ::mkdir(options.create_socket_dir->c_str(), 0755) != 0 &&
+	    errno != EEXIST) {
+		std::cerr << "vhost-sound: cannot create " << *options.create_socket_dir << ": "
+			  << std::strerror(errno) << std::endl;
+		return 1;
+	}
+
+	SystemdSockets inherited;
+	if (options.systemd_sockets) {
+		try {
+			inherited = systemd_sockets();
+		} catch (const std::exception &e) {
+			std::cerr << "vhost-sound: LISTEN_FDS: " << e.what() << std::endl;
+			return kExitUsage;
+		}
+	}
+
 	vhostpp::Server server(io, device);
+	server.on_disconnect([&device] { device.detach(); });
 	try {
-		if (options.socket_path) {
+		if (inherited.vhost_user) {
+			server.listen_fd(std::move(inherited.vhost_user));
+		} else if (options.socket_path) {
 			server.listen(*options.socket_path);
 		} else {
 			try {
@@ -80,9 +141,15 @@ int main(int argc, char *argv[])
 
 	ControlCommands commands(device, kVersion);
 	ControlServer control(io, commands);
-	if (options.control_socket) {
+	control.set_access({ options.control_allow_uids, options.control_allow_gids });
+	ControlEvents events(io, device, control);
+	if (inherited.control || options.control_socket) {
 		try {
-			control.listen(*options.control_socket);
+			if (inherited.control)
+				control.listen_fd(std::move(inherited.control));
+			else
+				control.listen(*options.control_socket, options.control_socket_mode,
+					       options.control_socket_group);
 		} catch (const std::exception &e) {
 			std::cerr << "vhost-sound: " << e.what() << std::endl;
 			server.stop();
@@ -97,6 +164,10 @@ int main(int argc, char *argv[])
 		logger().info("signal {}: shutting down", signal);
 		server.stop();
 		control.stop();
+		/* Close every host stream now, on the loop: a back-end finishes its
+		 * output there (the file back-end completes its WAV headers) rather
+		 * than in destructors after the loop has stopped. */
+		device.reset();
 		io.stop();
 	});
 

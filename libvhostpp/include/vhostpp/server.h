@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "vhostpp/device.h"
 #include "vhostpp/fd.h"
@@ -16,6 +17,27 @@
 namespace vhostpp {
 
 class Session;
+
+/** \brief One listening socket passed by systemd socket activation. */
+struct SystemdSocket {
+	UniqueFd fd;
+	/** \brief Its FileDescriptorName= (LISTEN_FDNAMES), "" when systemd gave none. */
+	std::string name;
+};
+
+/**
+ * \brief Take the sockets systemd passed to this process (LISTEN_PID,
+ * LISTEN_FDS, LISTEN_FDNAMES; fds 3, 4, ...), marked close-on-exec, and
+ * unset the variables so that no child inherits them. Empty when the
+ * environment names no socket for this process.
+ */
+std::vector<SystemdSocket> take_systemd_sockets();
+
+/**
+ * \brief Check that \a fd is a listening Unix stream socket.
+ * \throws std::runtime_error naming what it is not
+ */
+void check_listening_unix_socket(int fd);
 
 /**
  * \brief Listens on a Unix socket and serves a Device to the front-end that connects.
@@ -44,7 +66,7 @@ public:
 	 *  \throws std::runtime_error if \a fd is not a listening Unix stream socket */
 	void listen_fd(UniqueFd fd);
 	/**
-	 * \brief Serve on the socket systemd passed (LISTEN_PID/LISTEN_FDS, fd 3).
+	 * \brief Serve on the first socket systemd passed (take_systemd_sockets()).
 	 * \return false when the environment names no socket for this process
 	 */
 	bool listen_systemd();

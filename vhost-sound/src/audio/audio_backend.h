@@ -23,6 +23,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "audio/byte_ring.h"
 #include "device/virtio_snd.h"
@@ -130,6 +132,11 @@ public:
 	virtual std::string_view name() const = 0;
 	/** \brief What this back-end really supports in \a direction. */
 	virtual PcmCapabilities capabilities(Direction direction) const = 0;
+	/**
+	 * \brief The back-end's own details for STATUS, as key and value (the
+	 * ALSA device, PipeWire node ids, ...); none by default.
+	 */
+	virtual std::vector<std::pair<std::string, std::string>> details() const { return {}; }
 	/**
 	 * \brief Open a host stream for \a params (already checked against
 	 * capabilities()), moving audio through \a ring and reporting to

@@ -3,6 +3,7 @@
 
 #include <array>
 
+#include "audio/file/file_backend.h"
 #include "audio/null/null_backend.h"
 
 namespace vhost_sound {
@@ -13,6 +14,7 @@ namespace {
  * under the macro its meson.build defines. */
 const auto kBackends = std::to_array<BackendInfo>({
 	null_backend_info(),
+	file_backend_info(),
 });
 
 } // namespace

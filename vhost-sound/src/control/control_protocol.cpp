@@ -1,39 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
 #include "control/control_protocol.h"
 
-#include <algorithm>
-#include <cctype>
+#include <boost/algorithm/string/classification.hpp>
+#include <boost/algorithm/string/predicate.hpp>
+#include <boost/algorithm/string/split.hpp>
+#include <charconv>
 #include <fmt/format.h>
 #include <vector>
 
-#include "device/sound_device.h"
-
-namespace vhost_sound {
+namespace vhost_sound::control {
 
 namespace {
 
-std::string lower(std::string_view s)
-{
-	std::string out(s);
-	std::transform(out.begin(), out.end(), out.begin(),
-		       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-	return out;
-}
-
-/* Split on spaces and tabs. */
+/* Words separated by spaces and tabs; empty words dropped. */
 std::vector<std::string_view> words(std::string_view line)
 {
 	std::vector<std::string_view> out;
-	size_t i = 0;
-	while (i < line.size()) {
-		while (i < line.size() && (line[i] == ' ' || line[i] == '\t'))
-			i++;
-		const size_t start = i;
-		while (i < line.size() && line[i] != ' ' && line[i] != '\t')
-			i++;
-		if (i > start)
-			out.push_back(line.substr(start, i - start));
-	}
+	boost::algorithm::split(out, line, boost::algorithm::is_any_of(" \t"),
+				boost::algorithm::token_compress_on);
+	std::erase_if(out, [](std::string_view w) { return w.empty(); });
 	return out;
 }
 
@@ -48,114 +33,147 @@ std::string printable(std::string_view s)
 	return out;
 }
 
-std::string error(int code, std::string_view reason)
+Error bad(std::string reason)
 {
-	return fmt::format("ERR {} {}", code, reason);
+	return { 400, std::move(reason) };
 }
 
-const char *on_off(bool on)
+Error too_long()
 {
-	return on ? "on" : "off";
+	return { 413, fmt::format("line longer than {} bytes", kMaxLine) };
 }
 
 } // namespace
 
-ControlCommands::ControlCommands(SoundDevice &device, std::string version)
-	: device_(device), version_(std::move(version))
+std::optional<Direction> parse_direction(std::string_view word)
 {
+	if (boost::algorithm::iequals(word, "output"))
+		return Direction::Output;
+	if (boost::algorithm::iequals(word, "input"))
+		return Direction::Input;
+	return std::nullopt;
 }
 
-std::string ControlCommands::line_too_long()
+std::optional<bool> parse_on_off(std::string_view word)
 {
-	return error(413, fmt::format("line longer than {} bytes", kMaxLine));
+	if (boost::algorithm::iequals(word, "on"))
+		return true;
+	if (boost::algorithm::iequals(word, "off"))
+		return false;
+	return std::nullopt;
 }
 
-std::string ControlCommands::too_many_clients()
-{
-	return error(503, "too many clients");
-}
-
-std::string ControlCommands::handle(std::string_view line)
+std::variant<Request, Error> parse_request(std::string_view line)
 {
 	if (line.size() > kMaxLine)
-		return line_too_long();
+		return too_long();
 	if (!line.empty() && line.back() == '\r')
 		line.remove_suffix(1);
 
 	const auto w = words(line);
 	if (w.empty())
-		return error(400, "empty request");
+		return bad("empty request");
 
-	const std::string verb = lower(w[0]);
-	if (verb == "query") {
-		if (w.size() != 1)
-			return error(400, "usage: QUERY");
-		return query();
+	struct VerbInfo {
+		std::string_view name;
+		Verb verb;
+		size_t args;
+		std::string_view usage;
+	};
+	static constexpr VerbInfo kVerbs[] = {
+		{ "QUERY", Verb::Query, 0, "usage: QUERY" },
+		{ "SET", Verb::Set, 2, "usage: SET <output|input> <on|off>" },
+		{ "TOGGLE", Verb::Toggle, 1, "usage: TOGGLE <output|input>" },
+		{ "STATUS", Verb::Status, 0, "usage: STATUS" },
+		{ "WATCH", Verb::Watch, 0, "usage: WATCH" },
+	};
+	const VerbInfo *info = nullptr;
+	for (const VerbInfo &v : kVerbs) {
+		if (boost::algorithm::iequals(w[0], v.name))
+			info = &v;
 	}
-	if (verb == "status") {
-		if (w.size() != 1)
-			return error(400, "usage: STATUS");
-		return status();
+	if (!info)
+		return bad(fmt::format("unknown verb '{}' (QUERY, SET, TOGGLE, STATUS, WATCH)",
+				       printable(w[0])));
+	if (w.size() != info->args + 1)
+		return bad(std::string(info->usage));
+
+	Request request;
+	request.verb = info->verb;
+	if (info->args >= 1) {
+		const auto direction = parse_direction(w[1]);
+		if (!direction)
+			return bad(fmt::format("unknown stream '{}' (output, input)", printable(w[1])));
+		request.direction = *direction;
 	}
-	if (verb == "set") {
-		if (w.size() != 3)
-			return error(400, "usage: SET <output|input> <on|off>");
-		return set(w[1], w[2]);
+	if (info->args >= 2) {
+		const auto on = parse_on_off(w[2]);
+		if (!on)
+			return bad(fmt::format("unknown value '{}' (on, off)", printable(w[2])));
+		request.on = *on;
 	}
-	return error(400, fmt::format("unknown verb '{}' (QUERY, SET, STATUS)", printable(w[0])));
+	return request;
 }
 
-std::string ControlCommands::query() const
+std::string format_request(const Request &request)
 {
-	return fmt::format("OK vhost-sound {} backend={} streams={} output={} input={}", version_,
-			   device_.backend().name(), SoundDevice::kNumStreams,
-			   on_off(device_.enabled(Direction::Output)),
-			   on_off(device_.enabled(Direction::Input)));
-}
-
-std::string ControlCommands::set(std::string_view what, std::string_view value)
-{
-	const std::string target = lower(what);
-	const std::string state = lower(value);
-	Direction direction;
-	if (target == "output")
-		direction = Direction::Output;
-	else if (target == "input")
-		direction = Direction::Input;
-	else
-		return error(400, fmt::format("unknown stream '{}' (output, input)", printable(what)));
-
-	bool on;
-	if (state == "on")
-		on = true;
-	else if (state == "off")
-		on = false;
-	else
-		return error(400, fmt::format("unknown value '{}' (on, off)", printable(value)));
-
-	device_.set_enabled(direction, on);
-	return fmt::format("OK {} {}", target, on_off(on));
-}
-
-std::string ControlCommands::status() const
-{
-	std::string out = "OK";
-	for (const auto &s : device_.stream_stats()) {
-		std::string params = "format=- rate=- channels=- buffer_bytes=- period_bytes=-";
-		if (s.params)
-			params = fmt::format("format={} rate={} channels={} buffer_bytes={} period_bytes={}",
-					     virtio_snd::format_name(s.params->format), s.params->rate_hz(),
-					     s.params->channels, s.params->buffer_bytes,
-					     s.params->period_bytes);
-		out += fmt::format(" {{stream={} direction={} enabled={} state={} {} bytes={} frames={} "
-				   "xruns={} latency_bytes={} ring_fill={} ring_capacity={} queued={} "
-				   "feeder=\"{}\"}}",
-				   s.id, virtio_snd::direction_name(s.direction), on_off(s.enabled),
-				   PcmStream::state_name(s.state), params, s.bytes, s.frames, s.xruns,
-				   s.latency_bytes, s.ring_fill, s.ring_capacity, s.queued_messages,
-				   s.feeder);
+	const auto direction = virtio_snd::direction_name(request.direction);
+	switch (request.verb) {
+	case Verb::Query:
+		return "QUERY";
+	case Verb::Set:
+		return fmt::format("SET {} {}", direction, on_off(request.on));
+	case Verb::Toggle:
+		return fmt::format("TOGGLE {}", direction);
+	case Verb::Status:
+		return "STATUS";
+	case Verb::Watch:
+		return "WATCH";
 	}
-	return out;
+	return "QUERY";
 }
 
-} // namespace vhost_sound
+std::optional<Reply> parse_reply(std::string_view line)
+{
+	if (!line.empty() && line.back() == '\r')
+		line.remove_suffix(1);
+	Reply reply;
+	if (line == "OK" || line.starts_with("OK ")) {
+		reply.ok = std::string(line.substr(std::min<size_t>(3, line.size())));
+		return reply;
+	}
+	if (!line.starts_with("ERR "))
+		return std::nullopt;
+	line.remove_prefix(4);
+	int code = 0;
+	const auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), code);
+	if (ec != std::errc() || end == line.data() || code < 100 || code > 999)
+		return std::nullopt;
+	std::string_view reason(end, line.data() + line.size() - end);
+	if (!reason.empty() && reason.front() == ' ')
+		reason.remove_prefix(1);
+	reply.error = Error{ code, std::string(reason) };
+	return reply;
+}
+
+std::string format_ok(std::string_view text)
+{
+	return text.empty() ? std::string("OK") : fmt::format("OK {}", text);
+}
+
+std::string format_error(const Error &error)
+{
+	return fmt::format("ERR {} {}", error.code, error.reason);
+}
+
+std::string line_too_long()
+{
+	return format_error(too_long());
+}
+
+std::string too_many_clients()
+{
+	return format_error({ 503, "too many clients" });
+}
+
+} // namespace vhost_sound::control

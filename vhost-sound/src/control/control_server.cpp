@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
 #include "control/control_server.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -11,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <vhostpp/server.h>
 
 #include "sound_log.h"
 
@@ -40,6 +43,26 @@ public:
 		send(std::move(reply));
 	}
 
+	bool watching() const { return watching_ && socket_.is_open(); }
+
+	/* Send one line unless the client is over its limit (then it is dropped). */
+	void send(std::string reply)
+	{
+		if (!socket_.is_open())
+			return;
+		reply += '\n';
+		pending_bytes_ += reply.size();
+		if (pending_bytes_ > ControlServer::kMaxPendingOutput) {
+			logger().warn("control client does not read {}; dropping it",
+				      watching_ ? "its events" : "its replies");
+			close();
+			return;
+		}
+		output_.push_back(std::move(reply));
+		if (output_.size() == 1)
+			write();
+	}
+
 	void close()
 	{
 		boost::system::error_code ignored;
@@ -64,16 +87,16 @@ private:
 			const char c = buffer_[i];
 			if (c == '\n') {
 				if (!skipping_)
-					send(commands_.handle(line_));
+					answer(line_);
 				line_.clear();
 				skipping_ = false;
 				continue;
 			}
 			if (skipping_)
 				continue;
-			if (line_.size() >= ControlCommands::kMaxLine) {
+			if (line_.size() >= control::kMaxLine) {
 				/* Answer now, then skip to the end of this line. */
-				send(ControlCommands::line_too_long());
+				send(control::line_too_long());
 				line_.clear();
 				skipping_ = true;
 				continue;
@@ -84,18 +107,18 @@ private:
 			read();
 	}
 
-	void send(std::string reply)
+	void answer(std::string_view line)
 	{
-		reply += '\n';
-		pending_bytes_ += reply.size();
-		if (pending_bytes_ > ControlServer::kMaxPendingOutput) {
-			logger().warn("control client does not read its replies; dropping it");
-			close();
+		const auto parsed = control::parse_request(line);
+		if (const auto *error = std::get_if<control::Error>(&parsed)) {
+			send(control::format_error(*error));
 			return;
 		}
-		output_.push_back(std::move(reply));
-		if (output_.size() == 1)
-			write();
+		const auto &request = std::get<control::Request>(parsed);
+		/* Events follow the OK: a watcher misses nothing published after it. */
+		if (request.verb == control::Verb::Watch)
+			watching_ = true;
+		send(commands_.execute(request));
 	}
 
 	void write()
@@ -126,6 +149,7 @@ private:
 	std::string line_;
 	bool skipping_ = false;
 	bool closing_ = false;
+	bool watching_ = false;
 	std::deque<std::string> output_;
 	size_t pending_bytes_ = 0;
 };
@@ -158,7 +182,7 @@ bool socket_is_live(const std::string &path)
 
 } // namespace
 
-void ControlServer::listen(const std::string &path, mode_t mode)
+void ControlServer::listen(const std::string &path, mode_t mode, std::optional<gid_t> group)
 {
 	stop();
 	if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path))
@@ -185,6 +209,12 @@ void ControlServer::listen(const std::string &path, mode_t mode)
 	path_ = path;
 	/* Before listen(): until then a connect() is refused, so nobody gets in
 	 * through the umask's wider permissions. */
+	if (group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0) {
+		const int err = errno;
+		stop();
+		throw std::runtime_error("control socket '" + path + "': chown to group " +
+					 std::to_string(*group) + ": " + std::strerror(err));
+	}
 	if (::chmod(path.c_str(), mode) != 0) {
 		const int err = errno;
 		stop();
@@ -195,9 +225,62 @@ void ControlServer::listen(const std::string &path, mode_t mode)
 		stop();
 		throw std::runtime_error("control socket '" + path + "': " + ec.message());
 	}
+	start_listening(std::move(acceptor));
+}
+
+void ControlServer::listen_fd(vhostpp::UniqueFd fd)
+{
+	stop();
+	vhostpp::check_listening_unix_socket(fd.get());
+	auto acceptor = std::make_unique<Protocol::acceptor>(io_);
+	boost::system::error_code ec;
+	acceptor->assign(Protocol(), fd.get(), ec);
+	if (ec)
+		throw std::runtime_error("control socket fd " + std::to_string(fd.get()) + ": " +
+					 ec.message());
+	logger().info("control socket on inherited fd {}", fd.release());
+	start_listening(std::move(acceptor));
+}
+
+void ControlServer::start_listening(std::unique_ptr<Protocol::acceptor> acceptor)
+{
 	acceptor_ = std::move(acceptor);
 	listening_ = std::make_shared<int>(0);
 	accept();
+}
+
+bool ControlServer::admit(Protocol::socket &socket)
+{
+	const int fd = socket.native_handle();
+	ucred cred{};
+	socklen_t len = sizeof(cred);
+	if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		logger().warn("control socket: SO_PEERCRED failed ({}); refusing the peer",
+			      std::strerror(errno));
+		return false;
+	}
+	const auto allowed_gid = [&](gid_t gid) {
+		return std::find(access_.gids.begin(), access_.gids.end(), gid) != access_.gids.end();
+	};
+	bool allowed = cred.uid == 0 || cred.uid == ::geteuid() ||
+		       std::find(access_.uids.begin(), access_.uids.end(), cred.uid) !=
+			       access_.uids.end() ||
+		       allowed_gid(cred.gid);
+	if (!allowed && !access_.gids.empty()) {
+		/* The peer's supplementary groups (Linux 4.13+). */
+		std::array<gid_t, 256> groups;
+		socklen_t glen = sizeof(groups);
+		if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0)
+			allowed = std::any_of(groups.begin(), groups.begin() + glen / sizeof(gid_t),
+					      allowed_gid);
+	}
+	if (allowed)
+		return true;
+	if (refused_logged_.size() < 1024 && refused_logged_.emplace(cred.pid, cred.uid).second)
+		logger().warn("control socket: refused peer pid {} uid {} gid {} (not the daemon's "
+			      "uid, root, nor an allowed uid or group)",
+			      cred.pid, cred.uid, cred.gid);
+	return false;
 }
 
 void ControlServer::accept()
@@ -210,11 +293,15 @@ void ControlServer::accept()
 			return;
 		if (!ec) {
 			std::erase_if(clients_, [](const auto &c) { return c.expired(); });
+			const bool admitted = admit(socket);
 			auto client = std::make_shared<Client>(std::move(socket), commands_);
-			if (clients_.size() >= kMaxClients) {
+			if (!admitted) {
+				client->refuse(control::format_error(
+					{ 403, "this user may not use the control socket" }));
+			} else if (clients_.size() >= kMaxClients) {
 				logger().warn("control socket: more than {} clients; refusing one",
 					      kMaxClients);
-				client->refuse(ControlCommands::too_many_clients());
+				client->refuse(control::too_many_clients());
 			} else {
 				clients_.push_back(client);
 				client->start();
@@ -243,6 +330,24 @@ void ControlServer::stop()
 		::unlink(path_.c_str());
 		path_.clear();
 	}
+}
+
+void ControlServer::publish(const std::string &line)
+{
+	for (auto &weak : clients_) {
+		if (auto client = weak.lock(); client && client->watching())
+			client->send(line);
+	}
+}
+
+size_t ControlServer::watchers() const
+{
+	size_t n = 0;
+	for (const auto &weak : clients_) {
+		if (auto client = weak.lock())
+			n += client->watching();
+	}
+	return n;
 }
 
 size_t ControlServer::clients() const

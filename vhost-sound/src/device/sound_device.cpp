@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
 #include "device/sound_device.h"
 
+#include <algorithm>
 #include <cstring>
+#include <fmt/format.h>
 
 namespace vhost_sound {
 
@@ -24,6 +26,10 @@ SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Opt
 	config_.streams = kNumStreams;
 	config_.chmaps = static_cast<uint32_t>(chmaps_.size());
 	config_.controls = 0;
+	jacks_.set_connected(Jacks::kLineOut, options.output_enabled);
+	jacks_.set_connected(Jacks::kMicrophone, options.input_enabled);
+	for (auto &stream : streams_)
+		reported_states_[stream->id()] = stream->state();
 }
 
 SoundDevice::~SoundDevice() = default;
@@ -93,17 +99,94 @@ void SoundDevice::reset()
 	}
 	jacks_.reset();
 	events_.clear();
+	/* A new driver reads the jacks' state with JACK_INFO. */
+	jack_events_.clear();
 	queues_ = {};
+	features_ = 0;
+	report_state_changes();
+}
+
+void SoundDevice::attach(vhostpp::DeviceContext &)
+{
+	guest_connected_ = true;
+	if (observer_)
+		observer_->guest_connected(true);
+}
+
+void SoundDevice::features_negotiated(uint64_t features)
+{
+	features_ = features;
+}
+
+void SoundDevice::detach()
+{
+	if (!guest_connected_)
+		return;
+	guest_connected_ = false;
+	features_ = 0;
+	if (observer_)
+		observer_->guest_connected(false);
+}
+
+void SoundDevice::report_state_changes()
+{
+	for (auto &stream : streams_) {
+		PcmStream::State &reported = reported_states_[stream->id()];
+		if (stream->state() == reported)
+			continue;
+		const PcmStream::State from = reported;
+		reported = stream->state();
+		if (observer_)
+			observer_->stream_state_changed(stream->id(), from, reported);
+	}
 }
 
 void SoundDevice::set_enabled(Direction direction, bool enabled)
 {
+	bool changed = false;
 	for (auto &stream : streams_) {
 		if (stream->direction() == direction && stream->enabled() != enabled) {
 			stream->set_enabled(enabled);
 			logger().info("{} {}", direction_name(direction), enabled ? "enabled" : "disabled");
+			changed = true;
 		}
 	}
+	if (!changed)
+		return;
+	jack_changed(direction, enabled);
+	if (observer_)
+		observer_->enabled_changed(direction, enabled);
+	/* An input whose host stream could not be swapped is released. */
+	report_state_changes();
+}
+
+void SoundDevice::jack_changed(Direction direction, bool connected)
+{
+	const uint32_t jack = Jacks::of(direction);
+	jacks_.set_connected(jack, connected);
+	auto waiting = std::find_if(jack_events_.begin(), jack_events_.end(),
+				    [jack](const auto &e) { return e.first == jack; });
+	if (waiting != jack_events_.end())
+		waiting->second = connected;
+	else
+		jack_events_.emplace_back(jack, connected);
+	send_jack_events();
+}
+
+void SoundDevice::send_jack_events()
+{
+	Virtqueue *queue = queues_[kEventQueue];
+	if (!queue || jack_events_.empty() || events_.empty())
+		return;
+	while (!jack_events_.empty() && !events_.empty()) {
+		const auto [jack, connected] = jack_events_.front();
+		jack_events_.pop_front();
+		const Event event{ { connected ? kEvtJackConnected : kEvtJackDisconnected }, jack };
+		events_.front().write_object(0, event);
+		queue->push(events_.front(), sizeof(event));
+		events_.pop_front();
+	}
+	queue->notify();
 }
 
 bool SoundDevice::enabled(Direction direction) const
@@ -142,6 +225,8 @@ void SoundDevice::process_control(Virtqueue &queue)
 			written = sizeof(Hdr);
 		chain->write_object(0, Hdr{ static_cast<uint32_t>(status) });
 		queue.push(*chain, static_cast<uint32_t>(written));
+		/* After each request: a batch of them is as many changes. */
+		report_state_changes();
 	}
 	queue.notify();
 }
@@ -254,11 +339,17 @@ Status SoundDevice::handle_pcm(const DescriptorChain &chain, uint32_t code)
 		return stream.set_params(*req);
 	}
 	case kPcmPrepare:
-		return stream.prepare();
+	case kPcmStart: {
+		const Status status = code == kPcmPrepare ? stream.prepare() : stream.start();
+		/* IO_ERR from these two is the back-end's refusal. */
+		if (status == Status::IoErr && observer_)
+			observer_->backend_error(stream.id(),
+						 fmt::format("the back-end refused to {} the stream",
+							     code == kPcmPrepare ? "open" : "start"));
+		return status;
+	}
 	case kPcmRelease:
 		return stream.release();
-	case kPcmStart:
-		return stream.start();
 	case kPcmStop:
 		return stream.stop();
 	default:
@@ -316,6 +407,7 @@ void SoundDevice::process_events(Virtqueue &queue)
 	}
 	if (returned)
 		queue.notify();
+	send_jack_events();
 }
 
 /* ---- tx and rx queues ---- */

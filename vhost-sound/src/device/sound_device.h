@@ -21,6 +21,24 @@
 namespace vhost_sound {
 
 /**
+ * \brief Told of what the host may want to follow (the control socket's
+ * WATCH). Called on the loop's thread, after the change took effect.
+ */
+class DeviceObserver
+{
+public:
+	virtual ~DeviceObserver() = default;
+	/** \brief The host enabled or disabled \a direction. */
+	virtual void enabled_changed(Direction direction, bool enabled) = 0;
+	/** \brief Stream \a id went from \a from to \a to. */
+	virtual void stream_state_changed(uint32_t id, PcmStream::State from, PcmStream::State to) = 0;
+	/** \brief A front-end connected (true) or left (false). */
+	virtual void guest_connected(bool connected) = 0;
+	/** \brief The back-end failed for stream \a id; \a what says how. */
+	virtual void backend_error(uint32_t id, const std::string &what) = 0;
+};
+
+/**
  * \brief A virtio-sound card with one output stream (0), one input stream
  * (1), two jacks and the back-end's channel maps.
  *
@@ -48,7 +66,11 @@ namespace vhost_sound {
  * I/O); a message without room for its 8-byte status is returned with
  * length 0. No guest input stops a queue or the daemon.
  *
- * Event queue buffers are kept for later events.
+ * Event queue buffers are kept for later events. The host's enable flags
+ * are the jacks' presence: disabling a direction sends JACK_DISCONNECTED
+ * for its jack (line out, microphone), enabling JACK_CONNECTED, and
+ * JACK_INFO reports the current state. With no event buffer at hand the
+ * latest state of each jack waits for the next one the driver queues.
  */
 class SoundDevice : public vhostpp::Device
 {
@@ -90,6 +112,12 @@ public:
 	void queue_kicked(vhostpp::Virtqueue &queue) override;
 	void queue_stopped(vhostpp::Virtqueue &queue) override;
 	void reset() override;
+	/** \brief A front-end connected: the guest counts as connected until detach(). */
+	void attach(vhostpp::DeviceContext &context) override;
+	void features_negotiated(uint64_t features) override;
+
+	/** \brief The front-end left (the server's on_disconnect; after reset()). */
+	void detach();
 
 	/* ---- host side (control socket), on the loop's thread ---- */
 
@@ -102,6 +130,17 @@ public:
 	size_t kept_event_buffers() const { return events_.size(); }
 	/** \brief The config space as the driver reads it. */
 	const virtio_snd::Config &config() const { return config_; }
+
+	/** \brief True between attach() and detach(). */
+	bool guest_connected() const { return guest_connected_; }
+	/** \brief Virtio features the driver accepted (0 before SET_FEATURES and after a reset). */
+	uint64_t negotiated_features() const { return features_; }
+	/** \brief JACK_INFO's view of the jacks. */
+	const Jacks &jacks() const { return jacks_; }
+	/** \brief Jack events waiting for an event buffer. */
+	size_t pending_jack_events() const { return jack_events_.size(); }
+	/** \brief Tell \a observer (nullptr: nobody) of changes; it outlives the device or is unset first. */
+	void set_observer(DeviceObserver *observer) { observer_ = observer; }
 
 	/** \brief The stream \a id (< kNumStreams), e.g. for tests. */
 	PcmStream &stream(uint32_t id) { return *streams_.at(id); }
@@ -120,6 +159,12 @@ private:
 	virtio_snd::Status handle_pcm(const vhostpp::DescriptorChain &chain, uint32_t code);
 	virtio_snd::PcmInfo pcm_info(uint32_t id) const;
 	static void log_pcm_info(uint32_t id, const virtio_snd::PcmInfo &info);
+	/* Tell the observer of stream states that changed since the last call. */
+	void report_state_changes();
+	/* Queue the jack event for \a direction's new state and send what can be sent. */
+	void jack_changed(Direction direction, bool connected);
+	/* Use kept event buffers for waiting jack events. */
+	void send_jack_events();
 
 	AudioBackend &backend_;
 	std::array<std::unique_ptr<PcmStream>, kNumStreams> streams_;
@@ -129,6 +174,13 @@ private:
 
 	std::array<vhostpp::Virtqueue *, virtio_snd::kNumQueues> queues_{};
 	std::deque<vhostpp::DescriptorChain> events_;
+	/* Jack events waiting for a buffer, oldest first, one per jack (its latest state). */
+	std::deque<std::pair<uint32_t, bool>> jack_events_;
+
+	DeviceObserver *observer_ = nullptr;
+	std::array<PcmStream::State, kNumStreams> reported_states_{};
+	bool guest_connected_ = false;
+	uint64_t features_ = 0;
 
 	LogLimiter control_log_;
 	LogLimiter io_log_;

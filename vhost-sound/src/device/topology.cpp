@@ -44,7 +44,7 @@ JackInfo Jacks::info(uint32_t id) const
 	info.features = 1u << kJackFeatureRemap;
 	info.hda_reg_defconf = defconf_[id];
 	info.hda_reg_caps = kCapsPresence | (id == kLineOut ? kCapsOutput : kCapsInput);
-	info.connected = 1;
+	info.connected = connected_[id] ? 1 : 0;
 	return info;
 }
 

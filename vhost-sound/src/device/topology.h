@@ -18,7 +18,9 @@ namespace vhost_sound {
  * \brief The two jacks of the card, as JACK_INFO reports them: 0 is the
  * line out (green, rear), 1 the microphone (pink, rear). Both support
  * JACK_REMAP, which changes the association and sequence fields of the
- * pin's default configuration.
+ * pin's default configuration. A jack is connected while the host has its
+ * direction enabled (JACK_INFO's `connected`): a guest then shows the
+ * microphone unplugged while the host keeps it off.
  */
 class Jacks
 {
@@ -37,11 +39,23 @@ public:
 	 */
 	virtio_snd::Status remap(uint32_t id, uint32_t association, uint32_t sequence);
 
-	/** \brief Back to the initial associations (device reset). */
+	/** \brief Back to the initial associations (device reset); the
+	 *  connection state is the host's and stays. */
 	void reset();
+
+	/** \brief Plug (true) or unplug jack \a id (< kCount). */
+	void set_connected(uint32_t id, bool connected) { connected_.at(id) = connected; }
+	/** \brief Whether jack \a id (< kCount) is plugged. */
+	bool connected(uint32_t id) const { return connected_.at(id); }
+	/** \brief The jack of \a direction's stream: the line out or the microphone. */
+	static uint32_t of(Direction direction)
+	{
+		return direction == Direction::Output ? kLineOut : kMicrophone;
+	}
 
 private:
 	std::array<uint32_t, kCount> defconf_;
+	std::array<bool, kCount> connected_{ true, true };
 };
 
 /**

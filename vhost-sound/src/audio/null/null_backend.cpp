@@ -24,9 +24,9 @@ constexpr unsigned kLookaheadTicks = 3;
 class NullStream : public BackendStream
 {
 public:
-	NullStream(boost::asio::io_context &io, NullBackend &backend, const PcmParams &params,
-		   ByteRing &ring, BackendStreamListener &listener)
-		: backend_(backend), params_(params), ring_(ring), listener_(listener), timer_(io),
+	NullStream(boost::asio::io_context &io, std::unique_ptr<ClockEndpoint> endpoint,
+		   const PcmParams &params, ByteRing &ring, BackendStreamListener &listener)
+		: endpoint_(std::move(endpoint)), params_(params), ring_(ring), listener_(listener), timer_(io),
 		  tick_(NullBackend::tick_interval(params)), frame_bytes_(params.frame_bytes())
 	{
 	}
@@ -55,9 +55,10 @@ public:
 		 * generation check in its handler makes it a no-op. */
 		generation_++;
 		timer_.cancel();
+		endpoint_->stopped();
 	}
 
-	uint32_t delay_bytes() const override { return backend_.delay_bytes(params_); }
+	uint32_t delay_bytes() const override { return endpoint_->delay_bytes(); }
 
 	uint32_t lookahead_bytes() const override
 	{
@@ -69,8 +70,7 @@ public:
 
 	std::string describe() const override
 	{
-		return fmt::format("null {} clock {}us tick",
-				   params_.direction == Direction::Output ? "sink" : "source",
+		return fmt::format("{} clock {}us tick", endpoint_->describe(),
 				   std::chrono::duration_cast<std::chrono::microseconds>(tick_).count());
 	}
 
@@ -130,7 +130,7 @@ private:
 		auto regions = ring_.read_regions(take * frame_bytes_);
 		for (const auto &region : regions) {
 			if (!region.empty())
-				backend_.render(params_, region);
+				endpoint_->render(region);
 		}
 		ring_.commit_read(take * frame_bytes_);
 		count_xrun(take < frames);
@@ -145,7 +145,7 @@ private:
 		for (const auto &region : regions) {
 			if (region.empty())
 				continue;
-			backend_.capture(params_, region, offset);
+			endpoint_->capture(region, offset);
 			offset += region.size();
 		}
 		ring_.commit_write(put * frame_bytes_);
@@ -160,7 +160,8 @@ private:
 		in_xrun_ = short_now;
 	}
 
-	NullBackend &backend_;
+	/* Declared first: it outlives the timer whose ticks call it. */
+	const std::unique_ptr<ClockEndpoint> endpoint_;
 	const PcmParams params_;
 	ByteRing &ring_;
 	BackendStreamListener &listener_;
@@ -179,6 +180,31 @@ private:
 	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
+/* The null back-end's own endpoint: its virtual render() / capture(). */
+class BackendEndpoint : public ClockEndpoint
+{
+public:
+	BackendEndpoint(NullBackend &backend, const PcmParams &params)
+		: backend_(backend), params_(params)
+	{
+	}
+
+	void render(std::span<const uint8_t> bytes) override { backend_.render(params_, bytes); }
+	void capture(std::span<uint8_t> out, uint64_t stream_offset) override
+	{
+		backend_.capture(params_, out, stream_offset);
+	}
+	uint32_t delay_bytes() const override { return backend_.delay_bytes(params_); }
+	std::string describe() const override
+	{
+		return params_.direction == Direction::Output ? "null sink" : "null source";
+	}
+
+private:
+	NullBackend &backend_;
+	const PcmParams params_;
+};
+
 } // namespace
 
 NullBackend::NullBackend(boost::asio::io_context &io)
@@ -194,7 +220,14 @@ PcmCapabilities NullBackend::capabilities(Direction) const
 std::unique_ptr<BackendStream> NullBackend::open(const PcmParams &params, ByteRing &ring,
 						 BackendStreamListener &listener)
 {
-	return std::make_unique<NullStream>(io_, *this, params, ring, listener);
+	return open_clocked(params, ring, listener, std::make_unique<BackendEndpoint>(*this, params));
+}
+
+std::unique_ptr<BackendStream> NullBackend::open_clocked(const PcmParams &params, ByteRing &ring,
+							 BackendStreamListener &listener,
+							 std::unique_ptr<ClockEndpoint> endpoint)
+{
+	return std::make_unique<NullStream>(io_, std::move(endpoint), params, ring, listener);
 }
 
 std::chrono::nanoseconds NullBackend::tick_interval(const PcmParams &params)

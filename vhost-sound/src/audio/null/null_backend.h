@@ -7,7 +7,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <memory>
 #include <span>
+#include <string>
 
 #include "audio/audio_backend.h"
 #include "audio/backend_registry.h"
@@ -31,6 +33,29 @@ namespace vhost_sound {
  * back-end overrides them to record what it receives or to produce a
  * pattern.
  */
+/**
+ * \brief Where a stream paced by the null clock hands its frames: the sink
+ * of an output stream, the source of an input stream. One per stream, owned
+ * by it, called on the loop's thread only; it may keep per-stream state
+ * (an open file) that its destructor releases.
+ */
+class ClockEndpoint
+{
+public:
+	virtual ~ClockEndpoint() = default;
+	/** \brief Output: bytes the clock took from the ring, whole frames in total per tick
+	 *  (a tick may split them in two at the ring's wrap). */
+	virtual void render(std::span<const uint8_t> bytes) = 0;
+	/** \brief Input: fill \a out; \a stream_offset is the position of out[0] in the stream. */
+	virtual void capture(std::span<uint8_t> out, uint64_t stream_offset) = 0;
+	/** \brief What BackendStream::delay_bytes() reports. */
+	virtual uint32_t delay_bytes() const = 0;
+	/** \brief The stream was stopped (PCM_STOP): a moment to make output durable. */
+	virtual void stopped() {}
+	/** \brief What the endpoint is, for STATUS (e.g. "null sink", "file out.wav"). */
+	virtual std::string describe() const = 0;
+};
+
 class NullBackend : public AudioBackend
 {
 public:
@@ -53,6 +78,16 @@ public:
 	virtual void capture(const PcmParams &params, std::span<uint8_t> out, uint64_t stream_offset);
 	/** \brief What BackendStream::delay_bytes() reports; 0 for the null back-end. */
 	virtual uint32_t delay_bytes(const PcmParams &params) const;
+
+protected:
+	/**
+	 * \brief A stream paced by this back-end's clock that hands its frames
+	 * to \a endpoint instead of render() / capture(): how a back-end that
+	 * needs per-stream state (the file back-end) reuses the clock.
+	 */
+	std::unique_ptr<BackendStream> open_clocked(const PcmParams &params, ByteRing &ring,
+						    BackendStreamListener &listener,
+						    std::unique_ptr<ClockEndpoint> endpoint);
 
 private:
 	boost::asio::io_context &io_;

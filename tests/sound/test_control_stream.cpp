@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+/*
+ * The control socket while a guest plays and captures: the library's
+ * front-end drives the device as Linux's virtio-snd driver does, a
+ * LineClient is the host user. What the guest receives (samples, jack
+ * events, completion timing), what the back-end receives, and what STATUS
+ * and WATCH say about it.
+ */
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "control/control_events.h"
+#include "control/control_server.h"
+#include "linux_driver.h"
+#include "socket_client.h"
+#include "sound_fixture.h"
+
+using namespace sound_test;
+using nlohmann::json;
+using sound_test::LineClient;
+namespace vs = vhost_sound::virtio_snd;
+
+namespace {
+
+/* The daemon's control side, as main() builds it, on the SoundDaemon's loop. */
+struct Control {
+	SoundDaemon &daemon;
+	ControlCommands commands{ daemon.device(), "test" };
+	ControlServer server{ daemon.io(), commands };
+	ControlEvents events{ daemon.io(), daemon.device(), server };
+	std::string path = daemon.directory() + "/ctl.sock";
+
+	explicit Control(SoundDaemon &d) : daemon(d)
+	{
+		daemon.on_loop([this] { server.listen(path); });
+	}
+	~Control()
+	{
+		daemon.on_loop([this] { server.stop(); });
+	}
+};
+
+json ok_json(const std::string &reply)
+{
+	REQUIRE(reply.rfind("OK {", 0) == 0);
+	return json::parse(reply.substr(3));
+}
+
+/* One event as "kind:details", for comparing sequences. */
+std::string summary(const json &e)
+{
+	const std::string kind = e["event"];
+	if (kind == "enabled")
+		return fmt::format("enabled:{}={}", e["direction"].get<std::string>(), e["enabled"].get<bool>());
+	if (kind == "state")
+		return fmt::format("state:{}:{}->{}", e["stream"].get<int>(), e["from"].get<std::string>(),
+				   e["to"].get<std::string>());
+	if (kind == "guest")
+		return fmt::format("guest:{}", e["connected"].get<bool>());
+	return kind;
+}
+
+/* The guest's event queue: buffers it keeps queued, and the events it got. */
+class EventQueue
+{
+public:
+	explicit EventQueue(SoundDriver &snd) : snd_(snd) {}
+
+	void queue(size_t n)
+	{
+		auto &q = snd_.queue(vs::kEventQueue);
+		for (size_t i = 0; i < n; i++) {
+			const uint64_t gpa = snd_.memory().allocate(sizeof(vs::Event), 8);
+			std::memset(snd_.memory().at(gpa, sizeof(vs::Event)).data(), 0xee, sizeof(vs::Event));
+			heads_[q.add({ { { gpa, sizeof(vs::Event), true } } })] = gpa;
+		}
+		q.kick();
+	}
+
+	/* The next event, within \a timeout_ms. */
+	std::optional<vs::Event> next(int timeout_ms = 2000)
+	{
+		const auto used = snd_.queue(vs::kEventQueue).wait_used(timeout_ms);
+		if (!used)
+			return std::nullopt;
+		REQUIRE(used->len == sizeof(vs::Event));
+		vs::Event e;
+		std::memcpy(&e, snd_.memory().at(heads_.at(used->head), sizeof(e)).data(), sizeof(e));
+		heads_.erase(used->head);
+		return e;
+	}
+
+private:
+	SoundDriver &snd_;
+	std::map<uint16_t, uint64_t> heads_;
+};
+
+/* The daemon with its control socket, a host user on it, and a guest driver. */
+struct Setup {
+	SoundDaemon daemon;
+	Control control{ daemon };
+	LineClient user{ control.path };
+	vhostpp::DeviceDriver driver{ daemon.socket_path(), sound_driver_options() };
+	SoundDriver snd{ driver };
+	EventQueue events{ snd };
+};
+
+/* A 10 ms period, stereo 48 kHz S16, four periods per buffer. */
+PcmConfig ten_ms()
+{
+	PcmConfig c;
+	c.period_bytes = 480 * 4;
+	c.buffer_bytes = 4 * c.period_bytes;
+	return c;
+}
+
+double seconds_of(size_t periods, const PcmConfig &c)
+{
+	return double(periods) * c.period_bytes / (48000.0 * 4);
+}
+
+bool all_zero(std::span<const uint8_t> v)
+{
+	return std::all_of(v.begin(), v.end(), [](uint8_t b) { return b == 0; });
+}
+
+/* The application's samples: never 0. */
+uint8_t app_byte(uint64_t offset)
+{
+	return static_cast<uint8_t>(offset % 253 + 1);
+}
+
+} // namespace
+
+TEST_CASE("SET input off while a guest captures: zeros from the next buffer, the mic jack unplugged, timing and STATUS exact", "[stream][control][timing]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	SoundDaemon daemon(options); /* the back-end captures a non-zero pattern */
+	Control control(daemon);
+	LineClient watcher(control.path);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	LineClient user(control.path);
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	EventQueue events(snd);
+	events.queue(4);
+	auto mic_connected = [&] { return snd.query<vs::JackInfo>(vs::kJackInfo, 1, 1)[0].connected; };
+	CHECK(mic_connected() == 1);
+
+	const PcmConfig config = ten_ms();
+	const size_t period = config.period_bytes;
+	LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+	pcm.setup();
+	pcm.queue_all();
+	PcmRun run;
+	size_t received = 0;
+	const auto t0 = std::chrono::steady_clock::now();
+	REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
+
+	/* Take period \a slot's bytes and re-queue it. */
+	auto handle = [&](size_t slot) {
+		REQUIRE(slot == received % pcm.periods_per_buffer());
+		received++;
+		const auto area = snd.memory().at(pcm.period_gpa(slot), period);
+		std::vector<uint8_t> bytes(area.begin(), area.end());
+		pcm.queue_slot(slot);
+		pcm.kick();
+		return bytes;
+	};
+	auto receive_one = [&] { return handle(pcm.wait_completion(run)); };
+	auto receive = [&](size_t n, bool expect_zero) {
+		size_t wrong = 0;
+		for (size_t i = 0; i < n; i++) {
+			const auto bytes = receive_one();
+			wrong += all_zero(bytes) != expect_zero;
+		}
+		return wrong;
+	};
+	CHECK(receive(50, false) == 0);
+
+	/* Off: every buffer completed after the reply is silent. Completions
+	 * already in the used ring when the reply came may predate it. */
+	REQUIRE(user.ask("SET input off") == "OK input off");
+	size_t early = 0;
+	while (auto slot = pcm.try_completion(run)) {
+		handle(*slot);
+		early++;
+	}
+	CHECK(early <= 2);
+	const auto unplugged = events.next();
+	REQUIRE(unplugged);
+	CHECK(unplugged->hdr.code == vs::kEvtJackDisconnected);
+	CHECK(unplugged->data == 1);
+	CHECK(mic_connected() == 0);
+	CHECK(receive(100 - early, true) == 0);
+
+	/* On again: the pattern is back within a buffer's worth of silence. */
+	REQUIRE(user.ask("TOGGLE input") == "OK input on");
+	const auto plugged = events.next();
+	REQUIRE(plugged);
+	CHECK(plugged->hdr.code == vs::kEvtJackConnected);
+	CHECK(plugged->data == 1);
+	CHECK(mic_connected() == 1);
+	size_t silent = 0;
+	while (silent < 10 && all_zero(receive_one()))
+		silent++;
+	CHECK(silent <= config.buffer_bytes / period + 1);
+	CHECK(receive(100 - silent - 1, false) == 0);
+
+	/* Timing: 250 periods took 2.5 s, toggles or not. */
+	const double seconds =
+		std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	const double nominal = seconds_of(received, config);
+	std::cout << fmt::format("timing: capture of {} periods with input toggled off and on: "
+				 "{:.4f} s for {:.4f} s of audio ({:+.2f} %)\n",
+				 received, seconds, nominal, 100 * (seconds - nominal) / nominal);
+	CHECK(received == 250);
+	CHECK(std::abs(seconds - nominal) / nominal < 0.02);
+	CHECK(run.statuses == std::vector<uint32_t>(received, vs::kStatusOk));
+
+	/* STATUS after STOP: what the test received, plus the head buffer's partial fill. */
+	REQUIRE(snd.pcm(vs::kPcmStop, 1) == vs::kStatusOk);
+	while (pcm.try_completion(run))
+		received++;
+	const json status = ok_json(user.ask("STATUS"));
+	const json &s = status["streams"][1];
+	INFO(s.dump());
+	CHECK(status["guest"]["connected"] == true);
+	CHECK(status["guest"]["features"].get<uint64_t>() != 0);
+	CHECK(s["state"] == "stopped");
+	CHECK(s["enabled"] == true);
+	CHECK(s["format"] == "S16");
+	CHECK(s["rate"] == 48000);
+	CHECK(s["channels"] == 2);
+	CHECK(s["buffer_bytes"] == config.buffer_bytes);
+	CHECK(s["period_bytes"] == config.period_bytes);
+	const uint64_t bytes = s["bytes"];
+	CHECK(bytes >= received * period);
+	CHECK(bytes < (received + 1) * period);
+	CHECK(s["frames"] == bytes / 4);
+	CHECK(s["queued"] == pcm.in_flight());
+	CHECK(s["ring_capacity"].get<uint64_t>() >= config.buffer_bytes);
+	CHECK(status["jacks"][1]["connected"] == true);
+	REQUIRE(snd.pcm(vs::kPcmRelease, 1) == vs::kStatusOk);
+
+	/* WATCH: each change, in order. */
+	const std::vector<std::string> expected = {
+		"guest:true",
+		"state:1:idle->params-set",
+		"state:1:params-set->prepared",
+		"state:1:prepared->running",
+		"enabled:input=false",
+		"enabled:input=true",
+		"state:1:running->stopped",
+		"state:1:stopped->released",
+	};
+	std::vector<std::string> got;
+	while (got.size() < expected.size()) {
+		const auto line = watcher.line(3000);
+		if (!line)
+			break;
+		const json e = json::parse(*line);
+		if (e["event"] != "xrun") /* a loaded machine may add these */
+			got.push_back(summary(e));
+	}
+	CHECK(got == expected);
+}
+
+TEST_CASE("SET output off while a guest plays: the back-end receives silence, timing unchanged, STATUS matches", "[stream][control][timing]")
+{
+	Setup setup;
+	auto &[daemon, control, user, driver, snd, events] = setup;
+	events.queue(2);
+
+	const PcmConfig config = ten_ms();
+	const size_t lookahead_cap = (config.buffer_bytes - config.period_bytes) / 2;
+	const size_t periods = 300;
+	/* Rendered bytes when SET off / SET on were answered. */
+	std::optional<size_t> off_at, on_at;
+	std::optional<json> running_status;
+	size_t status_low = 0, status_high = 0;
+
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+	const auto run = pcm.play(periods, [&](uint64_t offset, std::span<uint8_t> out) {
+		for (size_t i = 0; i < out.size(); i++)
+			out[i] = app_byte(offset + i);
+		const uint64_t period = offset / config.period_bytes;
+		if (period == 100 && !off_at) {
+			REQUIRE(user.ask("SET output off") == "OK output off");
+			off_at = daemon.on_loop([&] { return daemon.backend().rendered.size(); });
+		} else if (period == 200 && !on_at) {
+			REQUIRE(user.ask("SET output on") == "OK output on");
+			on_at = daemon.on_loop([&] { return daemon.backend().rendered.size(); });
+		} else if (period == 150 && !running_status) {
+			status_low = daemon.rendered().size();
+			running_status = ok_json(user.ask("STATUS"));
+			status_high = daemon.rendered().size();
+		}
+	});
+	REQUIRE(off_at);
+	REQUIRE(on_at);
+
+	const double nominal = seconds_of(periods, config);
+	std::cout << fmt::format("timing: playback of {} periods with output off for a third: {:.4f} s "
+				 "for {:.4f} s of audio ({:+.2f} %)\n",
+				 periods, run.seconds, nominal, 100 * (run.seconds - nominal) / nominal);
+	CHECK(std::abs(run.seconds - nominal) / nominal < 0.02);
+	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+
+	const auto rendered = daemon.rendered();
+	const size_t data = periods * config.period_bytes;
+	REQUIRE(rendered.size() >= data);
+	/* Enabled: the guest's samples, at their own stream offsets (silence
+	 * takes their place without moving anything). */
+	auto wrong_pattern = [&](size_t from, size_t to) {
+		size_t wrong = 0;
+		for (size_t i = from; i < to; i++)
+			wrong += rendered[i] != app_byte(i);
+		return wrong;
+	};
+	CHECK(wrong_pattern(0, *off_at) == 0);
+	/* Off: silence from at most the look-ahead after the reply on. */
+	CHECK(all_zero(std::span(rendered).subspan(*off_at + lookahead_cap, *on_at - *off_at - lookahead_cap)));
+	CHECK(wrong_pattern(*on_at + lookahead_cap, data) == 0);
+
+	/* Guest-side: jack events for the line out, off then on. */
+	const auto off = events.next();
+	const auto on = events.next();
+	REQUIRE(off);
+	REQUIRE(on);
+	CHECK(off->hdr.code == vs::kEvtJackDisconnected);
+	CHECK(off->data == 0);
+	CHECK(on->hdr.code == vs::kEvtJackConnected);
+
+	/* STATUS while running: its bytes are what the back-end had consumed then. */
+	REQUIRE(running_status);
+	const json &s = (*running_status)["streams"][0];
+	INFO(s.dump());
+	CHECK(s["state"] == "running");
+	CHECK(s["enabled"] == false);
+	CHECK(s["format"] == "S16");
+	CHECK(s["rate"] == 48000);
+	CHECK(s["buffer_bytes"] == config.buffer_bytes);
+	CHECK(s["period_bytes"] == config.period_bytes);
+	CHECK(s["bytes"].get<size_t>() >= status_low);
+	CHECK(s["bytes"].get<size_t>() <= status_high);
+	CHECK(s["frames"] == s["bytes"].get<size_t>() / 4);
+	CHECK(s["ring_fill"].get<size_t>() <= lookahead_cap);
+	CHECK(s["feeder_chain"][1] == "silenced");
+	CHECK(s["latency_ms"] == 0.0);
+}
+
+TEST_CASE("no event buffer queued: the latest jack state waits and goes out with the next buffer", "[control]")
+{
+	Setup setup;
+	auto &[daemon, control, user, driver, snd, events] = setup;
+
+	REQUIRE(user.ask("SET input on") == "OK input on");
+	REQUIRE(user.ask("SET input off") == "OK input off");
+	REQUIRE(user.ask("SET input on") == "OK input on");
+	REQUIRE(user.ask("SET output off") == "OK output off");
+	CHECK(daemon.on_loop([&] { return daemon.device().pending_jack_events(); }) == 2);
+	events.queue(4);
+	/* One event per jack, its latest state, in the order the jacks changed. */
+	const auto first = events.next();
+	const auto second = events.next();
+	REQUIRE(first);
+	REQUIRE(second);
+	CHECK(first->data == 1);
+	CHECK(first->hdr.code == vs::kEvtJackConnected);
+	CHECK(second->data == 0);
+	CHECK(second->hdr.code == vs::kEvtJackDisconnected);
+	CHECK_FALSE(events.next(200));
+	CHECK(daemon.on_loop([&] { return daemon.device().pending_jack_events(); }) == 0);
+}
+
+TEST_CASE("WATCH reports the guest leaving, and xruns at most once a second per stream", "[control]")
+{
+	SoundDaemon daemon;
+	Control control(daemon);
+	LineClient watcher(control.path);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	auto next = [&] {
+		const auto line = watcher.line(5000);
+		REQUIRE(line);
+		return json::parse(*line);
+	};
+	{
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		CHECK(summary(next()) == "guest:true");
+		/* Started with no buffers queued: the null sink underruns. */
+		const PcmConfig config = ten_ms();
+		REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, config.format,
+				       config.rate, config.channels) == vs::kStatusOk);
+		REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		CHECK(summary(next()) == "state:0:idle->params-set");
+		CHECK(summary(next()) == "state:0:params-set->prepared");
+		CHECK(summary(next()) == "state:0:prepared->running");
+		const auto t0 = std::chrono::steady_clock::now();
+		const json xrun = next();
+		CHECK(xrun["event"] == "xrun");
+		CHECK(xrun["stream"] == 0);
+		CHECK(xrun["xruns"].get<uint64_t>() >= 1);
+		CHECK(std::chrono::steady_clock::now() - t0 >= ControlEvents::kXrunInterval / 2);
+	}
+	/* The front-end went away: the device is reset (released streams) and the guest gone. */
+	std::vector<std::string> rest;
+	while (rest.empty() || rest.back() != "guest:false") {
+		const auto line = watcher.line(5000);
+		REQUIRE(line);
+		rest.push_back(summary(json::parse(*line)));
+	}
+	CHECK(std::count(rest.begin(), rest.end(), "state:0:running->idle") == 1);
+}

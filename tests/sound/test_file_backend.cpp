@@ -1,0 +1,592 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+/*
+ * The file back-end driven as the Linux driver drives it: what the guest
+ * plays lands in WAV files sample for sample (one file per format run),
+ * capture reads an input file sample for sample, the input file is open
+ * only while an input host stream exists, and the real binary refuses
+ * unusable files with status 2 and finishes its header on SIGTERM.
+ */
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audio/file/file_backend.h"
+#include "daemon_process.h"
+#include "linux_driver.h"
+#include "socket_client.h"
+#include "sound_fixture.h"
+#include "wav_check.h"
+
+using namespace sound_test;
+namespace vs = vhost_sound::virtio_snd;
+namespace wav = vhost_sound::wav;
+namespace fs = std::filesystem;
+
+namespace {
+
+/* The application's samples: never a 0 byte, so silence cannot pass for them. */
+uint8_t app_byte(uint64_t offset, unsigned seed)
+{
+	const uint64_t x = (offset + 1 + seed * 1000003ull) * 0x9E3779B97F4A7C15ull;
+	return static_cast<uint8_t>((x >> 56) % 255 + 1);
+}
+
+LinuxPcm::Source app_source(unsigned seed)
+{
+	return [seed](uint64_t offset, std::span<uint8_t> out) {
+		for (size_t i = 0; i < out.size(); i++)
+			out[i] = app_byte(offset + i, seed);
+	};
+}
+
+std::vector<uint8_t> app_bytes(size_t n, unsigned seed)
+{
+	std::vector<uint8_t> v(n);
+	app_source(seed)(0, v);
+	return v;
+}
+
+/* A 10 ms period of \a format at \a rate, in a 16-period buffer: the test
+ * reads (or writes) a period after re-queueing it, as Linux does, and the
+ * deep buffer gives it 150 ms to do so on a loaded machine. */
+PcmConfig ten_ms(uint8_t format, uint8_t channels, uint8_t rate = vs::kRate48000)
+{
+	PcmConfig c;
+	c.format = format;
+	c.rate = rate;
+	c.channels = channels;
+	c.period_bytes = vs::rate_hz(rate) / 100 * channels * vs::format_info(format)->sample_bytes;
+	c.buffer_bytes = 16 * c.period_bytes;
+	return c;
+}
+
+FileBackendOptions output_to(const std::string &path)
+{
+	FileBackendOptions o;
+	o.output_path = path;
+	return o;
+}
+
+FileBackendOptions input_from(const std::string &path, bool loop = false)
+{
+	FileBackendOptions o;
+	o.input_path = path;
+	o.input_loop = loop;
+	return o;
+}
+
+/* A FileBackend; a relative output path is in the daemon's directory. */
+SoundDaemon::BackendFactory file_backend(FileBackendOptions options)
+{
+	return [options](boost::asio::io_context &io, const std::string &dir) {
+		FileBackendOptions o = options;
+		if (o.output_path && !o.output_path->starts_with("/"))
+			o.output_path = dir + "/" + *o.output_path;
+		return std::unique_ptr<NullBackend>(std::make_unique<FileBackend>(io, o));
+	};
+}
+
+/* The data chunk of a WAV file, after checking its header with our parser. */
+struct WavContents {
+	wav::WavInfo info;
+	std::vector<uint8_t> data;
+};
+
+WavContents contents(const std::string &path)
+{
+	const auto bytes = read_file(path);
+	const auto parsed = wav::parse_wav_header(bytes);
+	INFO(path << ": " << parsed.error);
+	REQUIRE(parsed.info);
+	/* The header describes the file exactly: nothing streamed, nothing missing. */
+	const uint64_t end = parsed.info->data_offset + parsed.info->data_bytes;
+	CHECK((bytes.size() == end || bytes.size() == end + 1));
+	uint32_t declared;
+	std::memcpy(&declared, &bytes[parsed.info->data_offset - 4], 4);
+	CHECK(declared == parsed.info->data_bytes);
+	uint32_t riff;
+	std::memcpy(&riff, &bytes[4], 4);
+	CHECK(riff == bytes.size() - 8);
+	return { *parsed.info, std::vector<uint8_t>(bytes.begin() + static_cast<ptrdiff_t>(parsed.info->data_offset),
+						    bytes.begin() + static_cast<ptrdiff_t>(end)) };
+}
+
+/* \a data starts with \a played, and the rest is silence (the periods the
+ * driver re-queues until STOP): returns the length of that silence. */
+size_t check_played(const std::vector<uint8_t> &data, const std::vector<uint8_t> &played, size_t at = 0)
+{
+	REQUIRE(data.size() >= at + played.size());
+	CHECK(std::equal(played.begin(), played.end(), data.begin() + static_cast<ptrdiff_t>(at)));
+	size_t silence = 0;
+	for (size_t i = at + played.size(); i < data.size() && data[i] == 0; i++)
+		silence++;
+	return silence;
+}
+
+/* A WAV file of \a frames frames of \a format written by sox (an independent writer). */
+void sox_write(const std::string &path, const std::string &args, double seconds)
+{
+	int status = 0;
+	run_command(fmt::format("sox -D -V1 -n {} '{}' synth {} sine 300-3000 gain -2", args, path, seconds),
+		    status);
+	REQUIRE(status == 0);
+}
+
+/* The samples of \a path as sox decodes them, in the file's own encoding. */
+std::vector<uint8_t> sox_samples(const std::string &path)
+{
+	int status = 0;
+	run_command("sox -D -V1 '" + path + "' -t raw '" + path + ".raw'", status);
+	REQUIRE(status == 0);
+	auto raw = read_file(path + ".raw");
+	fs::remove(path + ".raw");
+	return raw;
+}
+
+bool have_sox()
+{
+	if (have_tool("sox"))
+		return true;
+	if (in_ci())
+		FAIL("sox is missing (tools/setup.sh --tests installs it)");
+	WARN("sox is missing: skipped");
+	return false;
+}
+
+/* After setup(): queue the whole buffer, START, and wait for \a periods
+ * completions, fewer than the buffer holds (so none needs re-queueing). */
+PcmRun start_and_wait(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream, size_t periods)
+{
+	REQUIRE(periods < pcm.periods_per_buffer());
+	pcm.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, stream) == vs::kStatusOk);
+	PcmRun run;
+	for (size_t i = 0; i < periods; i++)
+		pcm.wait_completion(run);
+	return run;
+}
+
+/* File descriptors of this process open on \a path. */
+int fds_open_on(const std::string &path)
+{
+	int n = 0;
+	const fs::path target = fs::canonical(path);
+	for (const auto &entry : fs::directory_iterator("/proc/self/fd")) {
+		std::error_code ec;
+		const fs::path link = fs::read_symlink(entry.path(), ec);
+		if (!ec && link == target)
+			n++;
+	}
+	return n;
+}
+
+} // namespace
+
+TEST_CASE("what the guest plays is in the output file, sample for sample", "[file_backend]")
+{
+	SoundDaemon daemon({}, file_backend(output_to("out.wav")));
+	const std::string path = daemon.directory() + "/out.wav";
+	/* Nothing is written before the guest plays. */
+	CHECK_FALSE(fs::exists(path));
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+
+	/* PCM_INFO offers what WAV holds, not the formats it cannot. */
+	const auto info = snd.query<vs::PcmInfo>(vs::kPcmInfo, 0, 1)[0];
+	CHECK(info.formats == wav::wav_formats());
+	CHECK(info.channels_max == 8);
+	CHECK(snd.set_params(0, 4096, 1024, vs::kFmtU16, vs::kRate48000, 2) == vs::kStatusNotSupp);
+	CHECK(snd.set_params(0, 4096, 1024, vs::kFmtS8, vs::kRate48000, 2) == vs::kStatusNotSupp);
+
+	const PcmConfig config = ten_ms(vs::kFmtS16, 2);
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+	const size_t periods = 30;
+	const PcmRun run = pcm.play(periods, app_source(1));
+	REQUIRE(run.release_status == vs::kStatusOk);
+
+	/* After RELEASE the header is complete and Python's wave agrees. */
+	const WavContents file = contents(path);
+	CHECK(file.info.format == wav::WavFormat{ vs::kFmtS16, 48000, 2 });
+	CHECK_FALSE(file.info.extensible);
+	const auto played = app_bytes(periods * config.period_bytes, 1);
+	const size_t tail = check_played(file.data, played);
+	/* What follows the data is the silence played until STOP: less than a buffer. */
+	CHECK(tail == file.data.size() - played.size());
+	CHECK(tail <= config.buffer_bytes);
+	const auto py = python_wave(path);
+	REQUIRE(py);
+	CHECK(py->channels == 2);
+	CHECK(py->sample_bytes == 2);
+	CHECK(py->rate == 48000);
+	CHECK(py->frames == file.data.size() / 4);
+}
+
+TEST_CASE("streams of one format continue one file; another format starts out-2.wav", "[file_backend]")
+{
+	SoundDaemon daemon({}, file_backend(output_to("out.wav")));
+	const std::string dir = daemon.directory();
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+
+	const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
+	{
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+		pcm.play(10, app_source(1));
+	}
+	const size_t first_len = contents(dir + "/out.wav").data.size();
+	{
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+		pcm.play(12, app_source(2));
+	}
+	/* One file: the first clip, its silent tail, then the second clip. */
+	const WavContents one = contents(dir + "/out.wav");
+	const auto clip1 = app_bytes(10 * s16.period_bytes, 1);
+	const auto clip2 = app_bytes(12 * s16.period_bytes, 2);
+	check_played(one.data, clip1);
+	REQUIRE(one.data.size() > first_len);
+	const size_t tail2 = check_played(one.data, clip2, first_len);
+	CHECK(first_len + clip2.size() + tail2 == one.data.size());
+	CHECK_FALSE(fs::exists(dir + "/out-2.wav"));
+
+	/* S24 in 4 bytes, mono, 44.1 kHz: a new file, extensible, samples MSB-justified. */
+	const PcmConfig s24 = ten_ms(vs::kFmtS24, 1, vs::kRate44100);
+	{
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, s24);
+		pcm.play(8, app_source(3));
+	}
+	const WavContents two = contents(dir + "/out-2.wav");
+	CHECK(two.info.format == wav::WavFormat{ vs::kFmtS24, 44100, 1 });
+	CHECK(two.info.extensible);
+	auto clip3 = app_bytes(8 * s24.period_bytes, 3);
+	wav::to_wav_samples(vs::kFmtS24, clip3);
+	REQUIRE(two.data.size() >= clip3.size());
+	CHECK(std::equal(clip3.begin(), clip3.end(), two.data.begin()));
+	/* The first file is untouched by the second format. */
+	CHECK(contents(dir + "/out.wav").data == one.data);
+
+	/* Back to S16: a third file (an earlier one is not reopened). */
+	{
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+		pcm.play(4, app_source(4));
+	}
+	check_played(contents(dir + "/out-3.wav").data, app_bytes(4 * s16.period_bytes, 4));
+	/* libsndfile reads the padded samples (sox refuses them): the values the guest played. */
+	const auto sf = sndfile_read(dir + "/out-2.wav");
+	REQUIRE(sf);
+	CHECK(sf->frames == two.data.size() / 4);
+	const auto played = app_bytes(8 * s24.period_bytes, 3);
+	for (size_t i = 0; i < played.size() / 4; i++) {
+		int32_t v;
+		std::memcpy(&v, &played[4 * i], 4);
+		/* S24: the low three bytes, sign-extended; libsndfile scales to 32 bits. */
+		const int64_t expected = int64_t{static_cast<int32_t>(static_cast<uint32_t>(v) << 8)};
+		REQUIRE(sf->ints.at(i) == expected);
+	}
+}
+
+TEST_CASE("a full output file continues in the next numbered file without losing a frame", "[file_backend]")
+{
+	FileBackendOptions options = output_to("out.wav");
+	options.max_output_bytes = 10000; /* 2500 frames of S16 stereo */
+	SoundDaemon daemon({}, file_backend(options));
+	const std::string dir = daemon.directory();
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+	pcm.play(12, app_source(5)); /* 23040 bytes */
+
+	std::vector<uint8_t> joined;
+	for (const char *name : { "out.wav", "out-2.wav", "out-3.wav" }) {
+		const WavContents c = contents(dir + "/" + name);
+		joined.insert(joined.end(), c.data.begin(), c.data.end());
+		if (std::string(name) != "out-3.wav")
+			CHECK(c.data.size() == 10000);
+	}
+	check_played(joined, app_bytes(12 * s16.period_bytes, 5));
+}
+
+TEST_CASE("capture reads the input file sample for sample, then silence or the file again", "[file_backend]")
+{
+	if (!have_sox())
+		return;
+	TempDir tmp;
+	const std::string input = tmp.path + "/in.wav";
+	sox_write(input, "-e signed-integer -b 24 -c 2 -r 44100", 0.25); /* S24_3 stereo */
+	const auto samples = sox_samples(input);
+	REQUIRE(samples.size() == 11025 * 6);
+
+	for (bool loop : { false, true }) {
+		INFO("loop " << loop);
+		SoundDevice::Options options;
+		options.input_enabled = true;
+		SoundDaemon daemon(options, file_backend(input_from(input, loop)));
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+
+		/* PCM_INFO offers exactly the file's format, rate and channels. */
+		const auto info = snd.query<vs::PcmInfo>(vs::kPcmInfo, 1, 1)[0];
+		CHECK(info.formats == uint64_t{1} << vs::kFmtS24_3);
+		CHECK(info.rates == uint64_t{1} << vs::kRate44100);
+		CHECK(info.channels_min == 2);
+		CHECK(info.channels_max == 2);
+		CHECK(snd.set_params(1, 26460, 2646, vs::kFmtS16, vs::kRate44100, 2) == vs::kStatusNotSupp);
+		CHECK(snd.set_params(1, 26460, 2646, vs::kFmtS24_3, vs::kRate48000, 2) == vs::kStatusNotSupp);
+		CHECK(snd.set_params(1, 26460, 2646, vs::kFmtS24_3, vs::kRate44100, 1) == vs::kStatusNotSupp);
+
+		const PcmConfig config = ten_ms(vs::kFmtS24_3, 2, vs::kRate44100);
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const size_t periods = 40; /* 0.4 s: past the end of the 0.25 s file */
+		const PcmRun run = pcm.capture(periods);
+		REQUIRE(run.captured.size() == periods * config.period_bytes);
+		for (size_t at = 0; at < run.captured.size(); at += samples.size()) {
+			const size_t n = std::min(samples.size(), run.captured.size() - at);
+			const auto begin = run.captured.begin() + static_cast<ptrdiff_t>(at);
+			if (at == 0 || loop)
+				CHECK(std::equal(begin, begin + static_cast<ptrdiff_t>(n), samples.begin()));
+			else
+				CHECK(std::all_of(begin, begin + static_cast<ptrdiff_t>(n), [](uint8_t b) { return b == 0; }));
+		}
+	}
+}
+
+TEST_CASE("padded and float input files reach the guest in virtio's layout", "[file_backend]")
+{
+	if (!have_sox())
+		return;
+	TempDir tmp;
+	/* 24 valid bits in 32 (WAVE_FORMAT_EXTENSIBLE, written by our writer, checked by sox
+	 * in test_wav) and 32-bit float written by sox. */
+	const std::string s24 = tmp.path + "/s24.wav";
+	std::vector<uint8_t> virtio(4800 * 4);
+	for (size_t i = 0; i < virtio.size() / 4; i++) {
+		const int32_t v = static_cast<int32_t>((i * 2654435761u) & 0xffffff) - 0x800000;
+		std::memcpy(&virtio[i * 4], &v, 4);
+	}
+	{
+		auto file = wav::make_wav_header({ vs::kFmtS24, 48000, 1 }, virtio.size());
+		auto samples = virtio;
+		wav::to_wav_samples(vs::kFmtS24, samples);
+		file.insert(file.end(), samples.begin(), samples.end());
+		write_file(s24, file);
+	}
+	const std::string flt = tmp.path + "/float.wav";
+	sox_write(flt, "-e floating-point -b 32 -c 1 -r 48000", 0.1);
+	const auto flt_samples = sox_samples(flt);
+
+	for (const auto &[path, format, expected] : { std::tuple{ s24, vs::kFmtS24, virtio },
+						      std::tuple{ flt, vs::kFmtFloat, flt_samples } }) {
+		INFO(path);
+		SoundDevice::Options options;
+		options.input_enabled = true;
+		SoundDaemon daemon(options, file_backend(input_from(path)));
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		const PcmConfig config = ten_ms(format, 1);
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(expected.size() / config.period_bytes);
+		REQUIRE(run.captured.size() == expected.size());
+		CHECK(run.captured == expected);
+	}
+}
+
+TEST_CASE("the input file is open only while input is enabled and a stream exists", "[file_backend]")
+{
+	if (!have_sox())
+		return;
+	TempDir tmp;
+	const std::string input = tmp.path + "/mic.wav";
+	sox_write(input, "-e signed-integer -b 16 -c 2 -r 48000", 1.0);
+	const auto samples = sox_samples(input);
+
+	/* Input disabled from the start. */
+	SoundDaemon daemon({}, file_backend(input_from(input)));
+	/* The header was read at start-up and the file closed again. */
+	CHECK(fds_open_on(input) == 0);
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms(vs::kFmtS16, 2);
+
+	{
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		pcm.setup();
+		PcmRun run = start_and_wait(snd, pcm, 1, 3);
+		/* A running capture stream, yet no descriptor on the file: the guest gets zeros. */
+		CHECK(fds_open_on(input) == 0);
+		CHECK(run.statuses == std::vector<uint32_t>(3, vs::kStatusOk));
+		pcm.finish(run);
+	}
+	{
+		/* Captured while disabled: every byte zero. */
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(5);
+		CHECK(std::all_of(run.captured.begin(), run.captured.end(), [](uint8_t b) { return b == 0; }));
+	}
+
+	/* Enabled: a new stream opens the file and reads it from its first sample. */
+	daemon.on_loop([&] { daemon.device().set_enabled(Direction::Input, true); });
+	{
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		pcm.setup();
+		CHECK(fds_open_on(input) == 1);
+		PcmRun run = start_and_wait(snd, pcm, 1, 3);
+		CHECK(fds_open_on(input) == 1);
+		pcm.finish(run);
+		/* RELEASE closed it. */
+		CHECK(fds_open_on(input) == 0);
+	}
+	{
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(10);
+		CHECK(std::equal(run.captured.begin(), run.captured.end(), samples.begin()));
+		CHECK(fds_open_on(input) == 0);
+	}
+
+	/* Disabled while a stream runs: the file is closed at once, the guest gets zeros. */
+	{
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		pcm.setup();
+		PcmRun run = start_and_wait(snd, pcm, 1, 1);
+		CHECK(fds_open_on(input) == 1);
+		daemon.on_loop([&] { daemon.device().set_enabled(Direction::Input, false); });
+		CHECK(fds_open_on(input) == 0);
+		pcm.finish(run);
+	}
+}
+
+namespace {
+
+/* The real binary with the file back-end; waits until its control socket answers. */
+struct FileDaemon {
+	TempDir dir;
+	std::string sock = dir.path + "/snd.sock";
+	std::string ctl = dir.path + "/ctl.sock";
+	std::optional<DaemonProcess> process;
+
+	void start(std::vector<std::string> args)
+	{
+		std::vector<std::string> all = { "--socket", sock, "--control-socket", ctl, "--backend", "file" };
+		all.insert(all.end(), args.begin(), args.end());
+		process.emplace(all);
+		REQUIRE(query_when_up(ctl));
+	}
+};
+
+} // namespace
+
+TEST_CASE("the binary refuses unusable input and output files with status 2 and one line", "[file_backend][process]")
+{
+	TempDir tmp;
+	const std::string good = tmp.path + "/good.wav";
+	{
+		auto file = wav::make_wav_header({ vs::kFmtS16, 48000, 2 }, 400);
+		file.resize(file.size() + 400, 0);
+		write_file(good, file);
+	}
+	auto write = [&](const std::string &name, std::vector<uint8_t> bytes) {
+		write_file(tmp.path + "/" + name, bytes);
+		return tmp.path + "/" + name;
+	};
+	auto header = [](const wav::WavFormat &f) { return wav::make_wav_header(f, 0); };
+	const std::string text = write("text.wav", { 'h', 'e', 'l', 'l', 'o', '\n' });
+	auto riff_only = header({ vs::kFmtS16, 48000, 2 });
+	riff_only.resize(12);
+	const std::string truncated = write("truncated.wav", riff_only);
+	auto odd_rate = header({ vs::kFmtS16, 48000, 2 });
+	odd_rate[24] = 0x39; /* 12345 Hz */
+	odd_rate[25] = 0x30;
+	odd_rate[26] = odd_rate[27] = 0;
+	const std::string rate = write("rate.wav", odd_rate);
+	const std::string channels = write("channels.wav", header({ vs::kFmtS16, 48000, 10 }));
+	auto mulaw = header({ vs::kFmtU8, 8000, 1 });
+	mulaw[20] = 7; /* WAVE_FORMAT_MULAW */
+	const std::string law = write("mulaw.wav", mulaw);
+	const std::string fifo = tmp.path + "/fifo.wav";
+	REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+	fs::create_directory(tmp.path + "/dir.wav");
+
+	const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+		{ {}, { "--output-file", "--input-file" } },
+		{ { "--input-file", tmp.path + "/missing.wav" }, { "missing.wav", "No such file" } },
+		{ { "--input-file", text }, { "text.wav", "too short" } },
+		{ { "--input-file", truncated }, { "truncated.wav", "no fmt chunk" } },
+		{ { "--input-file", rate }, { "rate.wav", "12345 Hz is not a virtio-sound rate" } },
+		{ { "--input-file", channels }, { "channels.wav", "10 channels" } },
+		{ { "--input-file", law }, { "mulaw.wav", "format tag 0x0007" } },
+		{ { "--input-file", fifo }, { "fifo.wav", "not a regular file" } },
+		{ { "--input-file", tmp.path + "/dir.wav" }, { "dir.wav", "not a regular file" } },
+		{ { "--input-loop", "--output-file", tmp.path + "/o.wav" }, { "--input-loop needs --input-file" } },
+		{ { "--output-file", tmp.path + "/no/such/dir/o.wav" }, { "o.wav", "is not a directory" } },
+		{ { "--output-file", tmp.path + "/dir.wav" }, { "dir.wav", "not a regular file" } },
+		{ { "--output-file", good, "--input-file", good }, { "good.wav", "is the --input-file" } },
+	};
+	for (const auto &[args, words] : cases) {
+		std::vector<std::string> all = { "--socket", tmp.path + "/snd.sock", "--backend", "file" };
+		all.insert(all.end(), args.begin(), args.end());
+		INFO("arguments: " << joined_args(all));
+		const Exited p = run_to_exit(all);
+		CHECK(p.status == std::optional<int>(2));
+		INFO("stderr: " << p.err);
+		CHECK(p.err.rfind("vhost-sound: --backend file: ", 0) == 0);
+		for (const auto &word : words)
+			CHECK(p.err.find(word) != std::string::npos);
+		CHECK(std::count(p.err.begin(), p.err.end(), '\n') == 1);
+		CHECK(p.out.empty());
+		CHECK_FALSE(fs::exists(tmp.path + "/o.wav"));
+	}
+	/* The input file of the last case was not replaced. */
+	CHECK(read_file(good).size() == 44 + 400);
+
+	if (::geteuid() != 0) {
+		const std::string locked = write("locked.wav", read_file(good));
+		::chmod(locked.c_str(), 0);
+		DaemonProcess p({ "--socket", tmp.path + "/snd.sock", "--backend", "file", "--input-file", locked });
+		CHECK(p.wait() == std::optional<int>(2));
+		CHECK(p.err().find("Permission denied") != std::string::npos);
+	}
+}
+
+TEST_CASE("SIGTERM in the middle of playback leaves a valid, complete WAV file", "[file_backend][process]")
+{
+	FileDaemon daemon;
+	const std::string out = daemon.dir.path + "/session.wav";
+	daemon.start({ "--output-file", out, "--log-level", "info" });
+	const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
+	const PcmConfig flt = ten_ms(vs::kFmtFloat, 2);
+	{
+		vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
+		SoundDriver snd(driver);
+		{
+			LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+			pcm.play(5, app_source(6));
+		}
+		/* Another format, and the signal while it plays. */
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
+		pcm.setup();
+		start_and_wait(snd, pcm, 0, 3);
+		daemon.process->signal(SIGTERM);
+		CHECK(daemon.process->wait() == std::optional<int>(0));
+	}
+	const std::string err = daemon.process->err();
+	INFO("stderr: " << err);
+	CHECK(err.find("continuing in " + daemon.dir.path + "/session-2.wav") != std::string::npos);
+
+	const WavContents first = contents(out);
+	check_played(first.data, app_bytes(5 * s16.period_bytes, 6));
+	/* The second file: a float header describing exactly what was written before the signal. */
+	const WavContents second = contents(daemon.dir.path + "/session-2.wav");
+	CHECK(second.info.format == wav::WavFormat{ vs::kFmtFloat, 48000, 2 });
+	CHECK(second.data.size() >= 3 * flt.period_bytes);
+	CHECK(second.data.size() % 8 == 0);
+	if (have_tool("soxi")) {
+		CHECK(soxi_frames(daemon.dir.path + "/session-2.wav") ==
+		      std::optional<uint64_t>(second.data.size() / 8));
+		CHECK(soxi(daemon.dir.path + "/session-2.wav").at("Sample Encoding").find("Floating Point") !=
+		      std::string::npos);
+	}
+	const auto py = python_wave(out);
+	REQUIRE(py);
+	CHECK(py->frames == first.data.size() / 4);
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
+#include "control/status_text.h"
+
+#include <cmath>
+#include <ctime>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "control/control_protocol.h"
+
+namespace vhost_sound::control {
+
+using nlohmann::json;
+
+namespace {
+
+/* A field that may be null (before SET_PARAMS): "-". */
+std::string cell(const json &value)
+{
+	if (value.is_null())
+		return "-";
+	if (value.is_string())
+		return value.get<std::string>();
+	if (value.is_number_float())
+		return fmt::format("{:.2f}", value.get<double>());
+	return value.dump();
+}
+
+std::string duration(double seconds)
+{
+	const auto s = static_cast<long long>(seconds);
+	return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+}
+
+} // namespace
+
+std::string format_status_table(const json &status)
+{
+	try {
+		if (status.at("schema").get<int>() != kSchema)
+			throw std::runtime_error(fmt::format("STATUS schema {} (this vhostctl reads {})",
+							     status.at("schema").dump(), kSchema));
+		const json &guest = status.at("guest");
+		std::string out = fmt::format(
+			"vhost-sound {}, back-end {}, guest {}, up {}\n",
+			status.at("version").get<std::string>(),
+			status.at("backend").at("name").get<std::string>(),
+			guest.at("connected").get<bool>()
+				? fmt::format("connected (features {})",
+					      guest.at("features_hex").get<std::string>())
+				: std::string("not connected"),
+			duration(status.at("uptime_s").get<double>()));
+		for (const auto &[key, value] : status.at("backend").at("details").items())
+			out += fmt::format("  back-end {}: {}\n", key, cell(value));
+
+		constexpr auto kRow = "{:<3} {:<6} {:<7} {:<10} {:<7} {:>6} {:>2} {:>8} {:>7} {:>12} "
+				      "{:>10} {:>5} {:>8} {:>13} {:>6}\n";
+		out += fmt::format(kRow, "ID", "DIR", "ENABLED", "STATE", "FORMAT", "RATE", "CH",
+				   "BUFFER", "PERIOD", "BYTES", "FRAMES", "XRUNS", "LAT(ms)", "RING",
+				   "QUEUED");
+		for (const json &s : status.at("streams")) {
+			out += fmt::format(kRow, cell(s.at("id")), cell(s.at("direction")),
+					   s.at("enabled").get<bool>() ? "on" : "off", cell(s.at("state")),
+					   cell(s.at("format")), cell(s.at("rate")), cell(s.at("channels")),
+					   cell(s.at("buffer_bytes")), cell(s.at("period_bytes")),
+					   cell(s.at("bytes")), cell(s.at("frames")), cell(s.at("xruns")),
+					   cell(s.at("latency_ms")),
+					   fmt::format("{}/{}", cell(s.at("ring_fill")),
+						       cell(s.at("ring_capacity"))),
+					   cell(s.at("queued")));
+		}
+		for (const json &s : status.at("streams"))
+			out += fmt::format("stream {} feeder: {}\n", cell(s.at("id")),
+					   s.at("feeder").get<std::string>());
+		for (const json &j : status.at("jacks"))
+			out += fmt::format("jack {} ({}): {}\n", cell(j.at("id")), cell(j.at("name")),
+					   j.at("connected").get<bool>() ? "connected" : "disconnected");
+		return out;
+	} catch (const json::exception &e) {
+		throw std::runtime_error(fmt::format("STATUS reply is not what schema {} says: {}",
+						     kSchema, e.what()));
+	}
+}
+
+std::string format_event(const json &event)
+{
+	try {
+		const double time = event.at("time").get<double>();
+		const std::time_t seconds = static_cast<std::time_t>(time);
+		const int millis = static_cast<int>(std::lround((time - seconds) * 1000)) % 1000;
+		const std::string stamp =
+			fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(seconds), millis);
+		const std::string kind = event.at("event").get<std::string>();
+		auto stream = [&] {
+			return fmt::format("stream {} ({})", cell(event.at("stream")),
+					   cell(event.at("direction")));
+		};
+		std::string what;
+		if (kind == "enabled")
+			what = fmt::format("{} {}", cell(event.at("direction")),
+					   event.at("enabled").get<bool>() ? "enabled" : "disabled");
+		else if (kind == "state")
+			what = fmt::format("{}: {} -> {}", stream(), cell(event.at("from")),
+					   cell(event.at("to")));
+		else if (kind == "guest")
+			what = event.at("connected").get<bool>() ? "guest connected"
+								 : "guest disconnected";
+		else if (kind == "xrun")
+			what = fmt::format("{}: {} xruns (+{})", stream(), cell(event.at("xruns")),
+					   cell(event.at("new")));
+		else if (kind == "backend-error")
+			what = fmt::format("{}: back-end error: {}", stream(), cell(event.at("message")));
+		else
+			what = fmt::format("{}: {}", kind, event.dump());
+		return stamp + " " + what;
+	} catch (const json::exception &e) {
+		throw std::runtime_error(fmt::format("not a WATCH event: {}", e.what()));
+	}
+}
+
+} // namespace vhost_sound::control
