@@ -10,9 +10,11 @@ packages=(
 	libasound2-dev libpipewire-0.3-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
-	# The QEMU guest test: an emulator, a static busybox for the initramfs,
-	# cpio to pack it; the kernel package itself is fetched with apt-get download.
-	packages+=(qemu-system-x86 busybox-static cpio gzip xz-utils)
+	# The QEMU guest tests: a static busybox for the initramfs, cpio to pack
+	# it, binutils (readelf) to find the guest tools' libraries; the kernels,
+	# alsa-utils and their libraries are fetched with apt-get download.
+	# QEMU itself comes from bookworm-backports, below.
+	packages+=(busybox-static cpio gzip xz-utils binutils)
 	# The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
 	packages+=(clang libclang-rt-dev)
 	# The PipeWire back-end's tests: a private daemon, its session manager,
@@ -56,4 +58,32 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
 	echo "setup: all build packages present"
+fi
+
+[[ "${1:-}" == "--tests" ]] || exit 0
+
+# QEMU 10 (vhost-user-snd-pci) and the guest's 6.12 kernel (virtio_snd) are
+# in bookworm-backports. Add that suite when no apt source has it, on the
+# same archive as the machine's own bookworm source (never a fixed host),
+# at its default priority (100), so nothing is upgraded from it unless asked.
+suite_uri() { # the archive URI of apt suite $1, empty if no source has it
+	apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null |
+		awk -v s="$1" '$2 == s { print $1; exit }'
+}
+if [[ -z $(suite_uri bookworm-backports) ]]; then
+	uri=$(suite_uri bookworm)
+	[[ -n $uri ]] || { echo "setup: no bookworm apt source to derive bookworm-backports from" >&2; exit 1; }
+	echo "setup: adding bookworm-backports ($uri)"
+	printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |
+		"${sudo[@]}" tee /etc/apt/sources.list.d/vhostpp-backports.sources >/dev/null
+	"${sudo[@]}" apt-get update -qq
+fi
+# Only QEMU from backports, with just the three packages it needs from there
+# (qemu-system-common, qemu-system-data, seabios); `-t bookworm-backports`
+# would raise every candidate and pull Mesa and more from backports.
+qemu_version=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
+if [[ $qemu_version != *bpo12* ]]; then
+	echo "setup: installing qemu-system-x86 from bookworm-backports"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		qemu-system-x86/bookworm-backports
 fi

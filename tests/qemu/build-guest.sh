@@ -1,18 +1,24 @@
 #!/bin/bash
-# Build (or reuse) a tiny Linux guest for the QEMU virtio-rng test.
+# Build (or reuse) a tiny Linux guest for the QEMU tests.
 #
-#   build-guest.sh OUTDIR
+#   build-guest.sh OUTDIR [--sound]
 #
 # Produces OUTDIR/vmlinuz and OUTDIR/initrd.gz:
-#   * the kernel is Debian's current linux-image-<ver>-amd64 (the package the
-#     linux-image-amd64 metapackage depends on), fetched with `apt-get download`
-#     and unpacked with `dpkg -x` -- nothing is installed on the host;
+#   * the kernel is Debian's linux-image-<ver>-amd64 (the package the
+#     linux-image-amd64 metapackage depends on: bookworm's 6.1 for the rng
+#     guest, bookworm-backports' 6.12 with --sound, the first with
+#     virtio_snd), fetched with `apt-get download` and unpacked with
+#     `dpkg -x` -- nothing is installed on the host;
 #   * the initramfs (cpio newc, gzip) holds busybox (static), the virtio modules
-#     needed for a virtio-rng PCI device (plus their dependencies, in load
-#     order) and our /init (guest-init.sh next to this script).
+#     the guest needs (plus their dependencies, in load order) and our /init:
+#     guest-init.sh (virtio-rng) or, with --sound, guest-snd-init.sh plus
+#     aplay, arecord and amixer with their shared libraries and alsa-lib's
+#     configuration, all from Debian's packages (alsa-utils, libasound2,
+#     libasound2-data, libc6), downloaded and unpacked the same way.
 #
 # If OUTDIR already holds a complete result built from the same inputs
-# (this script, guest-init.sh), it is reused and nothing is downloaded.
+# (this script, the /init script, guest-lib.sh, the mode), it is reused and nothing is
+# downloaded.
 # Prints the two paths on the last two lines of stdout:
 #   KERNEL=<path>
 #   INITRD=<path>
@@ -26,22 +32,33 @@ die() { echo "build-guest: error: $*" >&2; exit 1; }
 missing() { echo "build-guest: missing prerequisite: $*" >&2; exit 77; }
 log() { echo "build-guest: $*" >&2; }
 
-[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+[ $# -eq 1 ] || { [ $# -eq 2 ] && [ "$2" = --sound ]; } ||
+    { echo "usage: $0 OUTDIR [--sound]" >&2; exit 2; }
 OUTDIR=$1
+SOUND=0
+[ $# -eq 2 ] && SOUND=1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 INIT_SRC=$HERE/guest-init.sh
+[ $SOUND -eq 1 ] && INIT_SRC=$HERE/guest-snd-init.sh
 [ -f "$INIT_SRC" ] || die "missing $INIT_SRC"
 
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 
-# Virtio modules the guest needs for a virtio-rng device on PCI.  Their
-# dependencies are resolved from the modules' own `depends=` modinfo field,
-# because the unpacked (not installed) package ships no modules.dep.
+# Virtio modules the guest needs: a virtio-rng device on PCI, or a
+# virtio-sound device plus a virtio-blk disk (the sound test's capture
+# results travel to the host on it).  Their dependencies are resolved from
+# the modules' own `depends=` modinfo field, because the unpacked (not
+# installed) package ships no modules.dep.
 WANTED_MODULES="virtio_pci virtio_rng"
+[ $SOUND -eq 1 ] && WANTED_MODULES="virtio_pci virtio_blk virtio_snd"
+# apt suite of the kernel package: bookworm's default, or backports for 6.12
+KSUITE=
+[ $SOUND -eq 1 ] && KSUITE=bookworm-backports
 
 # ---- cache check ----------------------------------------------------------
-inputs_hash=$(cat "$0" "$INIT_SRC" | sha256sum | cut -d' ' -f1)
+LIB_SRC=$HERE/guest-lib.sh
+inputs_hash=$( (cat "$0" "$INIT_SRC" "$LIB_SRC"; echo "sound=$SOUND") | sha256sum | cut -d' ' -f1)
 stamp=$OUTDIR/guest.stamp
 if [ -f "$stamp" ] && [ -s "$OUTDIR/vmlinuz" ] && [ -s "$OUTDIR/initrd.gz" ] &&
    grep -qx "inputs=$inputs_hash" "$stamp"; then
@@ -51,7 +68,9 @@ if [ -f "$stamp" ] && [ -s "$OUTDIR/vmlinuz" ] && [ -s "$OUTDIR/initrd.gz" ] &&
     exit 0
 fi
 
-for tool in apt-get apt-cache dpkg dpkg-deb cpio gzip find sort; do
+tools="apt-get apt-cache dpkg dpkg-deb cpio gzip find sort"
+[ $SOUND -eq 1 ] && tools="$tools readelf"
+for tool in $tools; do
     command -v "$tool" >/dev/null 2>&1 || missing "$tool"
 done
 
@@ -90,8 +109,13 @@ log "busybox: $BUSYBOX"
 # ---- kernel package --------------------------------------------------------
 resolve_kernel_pkg() {
     # linux-image-amd64 -> "Depends: linux-image-6.1.0-NN-amd64"
-    apt-cache depends linux-image-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1
+    if [ -n "$KSUITE" ]; then
+        apt-cache show "linux-image-amd64/$KSUITE" 2>/dev/null |
+            sed -n 's/^Depends: \(linux-image-[0-9][^ ,]*\).*/\1/p' | head -n 1
+    else
+        apt-cache depends linux-image-amd64 2>/dev/null |
+            sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1
+    fi
 }
 
 kpkg=$(resolve_kernel_pkg || true)
@@ -151,8 +175,9 @@ stage_module() {
 }
 
 mod_depends() {
-    # The .modinfo section holds NUL-separated "key=value" strings.
-    tr '\0' '\n' < "$ROOT/lib/modules/$1.ko" | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '
+    # The .modinfo section holds NUL-separated "key=value" strings; names
+    # there may use dashes (6.12: "snd-pcm") where the file names use _.
+    tr '\0' '\n' < "$ROOT/lib/modules/$1.ko" | sed -n 's/^depends=//p' | head -n 1 | tr ',-' ' _'
 }
 
 declare -A VISITED=()
@@ -176,13 +201,62 @@ for m in $WANTED_MODULES; do visit "$m"; done
 printf '%s\n' "${LOAD_ORDER[@]}" > "$ROOT/lib/modules/load-order"
 log "module load order: ${LOAD_ORDER[*]}"
 
+# ---- alsa-utils and its libraries (--sound) ---------------------------------
+# aplay, arecord and amixer from Debian's alsa-utils, every shared library
+# they need (found through their ELF NEEDED entries, recursively, in the
+# unpacked packages only: a library missing there is an error, not something
+# quietly taken from the host) and alsa-lib's configuration, which
+# snd_pcm_open("hw:0,0") reads.
+USERLAND_PKGS="alsa-utils libasound2 libasound2-data libc6"
+stage_alsa_utils() {
+    local u=$WORK/u p deb
+    mkdir -p "$u"
+    for p in $USERLAND_PKGS; do
+        (cd "$WORK" && apt-get download "$p" >&2) || missing "$p (apt-get download failed)"
+        deb=$(ls "$WORK"/"$p"_*.deb | head -n 1)
+        dpkg -x "$deb" "$u"
+        rm -f "$deb"
+    done
+    mkdir -p "$ROOT/lib64" "$ROOT/usr/lib/x86_64-linux-gnu" "$ROOT/usr/share"
+    cp -r "$u/usr/share/alsa" "$ROOT/usr/share/alsa"
+    declare -A have=()
+    local todo=() f lib found d
+    for f in aplay arecord amixer; do
+        [ -x "$u/usr/bin/$f" ] || die "alsa-utils has no usr/bin/$f"
+        cp "$u/usr/bin/$f" "$ROOT/bin/$f"
+        todo+=("$u/usr/bin/$f")
+    done
+    # the program interpreter the binaries name
+    cp -L "$u/lib64/ld-linux-x86-64.so.2" "$ROOT/lib64/" ||
+        die "libc6 has no lib64/ld-linux-x86-64.so.2"
+    while [ ${#todo[@]} -gt 0 ]; do
+        f=${todo[0]}; todo=("${todo[@]:1}")
+        for lib in $(LC_ALL=C readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            [ -n "${have[$lib]:-}" ] && continue
+            found=
+            for d in lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu; do
+                if [ -e "$u/$d/$lib" ]; then found=$u/$d/$lib; break; fi
+            done
+            [ -n "$found" ] || die "$lib (needed by ${f##*/}) is in none of: $USERLAND_PKGS"
+            cp -L "$found" "$ROOT/usr/lib/x86_64-linux-gnu/$lib"
+            have[$lib]=1
+            todo+=("$found")
+        done
+    done
+    log "alsa-utils: aplay arecord amixer with ${!have[*]}"
+}
+
 # ---- initramfs -------------------------------------------------------------
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 for applet in $("$ROOT/bin/busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$ROOT/bin/$applet"
 done
 ln -s bin "$ROOT/sbin"
+if [ $SOUND -eq 1 ]; then
+    stage_alsa_utils
+fi
 cp "$INIT_SRC" "$ROOT/init"
+cp "$LIB_SRC" "$ROOT/lib/guest-lib.sh"
 chmod 755 "$ROOT/init"
 echo "$kpkg $kver_pkg ($kver)" > "$ROOT/kernel-package"
 

@@ -33,23 +33,8 @@
 #   vhtest.wait=N      seconds to wait for /dev/hwrng    (default 60)
 #   vhtest.quality=N   if set, written to /sys/class/misc/hw_random/rng_quality
 
-PATH=/bin
-export PATH
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-# Keep kernel messages off the console so they cannot split our report lines.
-echo 1 > /proc/sys/kernel/printk
-
-up() { cut -d' ' -f1 /proc/uptime; }
+. /lib/guest-lib.sh
 up_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
-say() { echo "$*"; }
-fail() {
-    say "VHTEST-FAIL $*"
-    poweroff -f
-    sleep 3600
-}
 hex() { od -An -v -tx1 | tr -d ' \n'; }
 # rd FILE N: read exactly N bytes of /dev/hwrng with ONE read(2) (the hwrng
 # core loops until the request is filled).  Not `head -c`: it reads through a
@@ -93,10 +78,7 @@ done
 say "VHTEST-INFO config bytes=$BYTES analyze=$ANALYZE chunk=$CHUNK chunks=$CHUNKS"
 say "VHTEST-INFO kernel $(uname -r) $(cat /kernel-package)"
 
-for m in $(cat /lib/modules/load-order); do
-    insmod /lib/modules/$m.ko || fail "insmod $m"
-done
-say "VHTEST-INFO modules-loaded $(up)"
+load_modules
 
 # Poll (bounded) for the device node; the driver creates it asynchronously.
 tries=$((WAIT * 10))

@@ -43,18 +43,21 @@ import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-# --trace imports vhost_user_trace from here: leave no __pycache__ in the source tree
+# qemu_common and (with --trace) vhost_user_trace are imported from here:
+# leave no __pycache__ in the source tree
 sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qemu_common import (Console, Proc, Qmp, Skip, TestFailure, build_guest,  # noqa: E402
+                         chardev_connected, crashed, describe_rc, expect_vhost_ops_abort, fd_targets, log,
+                         now, set_log_name, unix_socket_peers, wait_for, which_or_skip)
+set_log_name("qemu-rng")
 PATTERN_MOD = 251
 # Bytes the guest may legitimately miss.  Linux 6.1's rng core runs a
 # "hwrng" kernel thread as soon as a hw_random device registers; it cannot be
@@ -73,27 +76,8 @@ TIME_SLACK = 0.1
 
 def steal_allowance(dt):
     return STEAL_UNIT * (1 + int(max(0.0, dt + TIME_SLACK) // STEAL_MIN_INTERVAL))
-T0 = time.monotonic()
-
-
-def now():
-    return time.monotonic() - T0
-
-
-def log(msg):
-    print(f"[qemu-rng {now():6.1f}s] {msg}", flush=True)
-
-
-class TestFailure(Exception):
-    pass
-
-
 class PatternMismatch(TestFailure):
     """What the guest read is not the device's k % 251 stream."""
-
-
-class Skip(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------
@@ -227,53 +211,7 @@ class Block:
             steals = []
         self.steals, self.foreign = steals, foreign
 # --------------------------------------------------------------------------
-# console log parsing
-
-LINE_RE = re.compile(r"((?:HWRNG|VHTEST)-[A-Z0-9-]+)(.*)$")
-
-
-class Console:
-    def __init__(self, path):
-        self.path = path
-        self.seen = {}        # line index -> host time first seen
-        self.lines = []
-
-    def poll(self):
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return self.lines
-        text = data.decode("utf-8", "replace")
-        # only complete lines
-        complete = text[:text.rfind("\n") + 1] if "\n" in text else ""
-        lines = []
-        for raw in complete.splitlines():
-            m = LINE_RE.search(raw.rstrip("\r"))
-            if m:
-                lines.append((m.group(1), m.group(2).split()))
-        t = now()
-        for i in range(len(self.lines), len(lines)):
-            self.seen[i] = t
-        self.lines = lines
-        return lines
-
-    def find(self, tag):
-        for i, (t, args) in enumerate(self.lines):
-            if t == tag:
-                return i, args
-        return None
-
-    def all(self, tag):
-        return [(i, args) for i, (t, args) in enumerate(self.lines) if t == tag]
-
-    def tail(self, n=40):
-        try:
-            with open(self.path, "rb") as f:
-                data = f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return "(no console log)"
-        return "\n".join(data.splitlines()[-n:])
+# console report lines
 
 
 def chunk_from(args, seen_at):
@@ -286,164 +224,6 @@ def chunk_from(args, seen_at):
     return Block(f"chunk {n}", int(length), head, sha, int(maxv), int(count),
                  parse_breaks(lst), last_hex=last, t_start=float(t0),
                  t_end=float(t1), seen_at=seen_at)
-
-
-# --------------------------------------------------------------------------
-# processes
-
-class Proc:
-    def __init__(self, name, argv, logpath, env=None, no_core=False):
-        self.name = name
-        self.argv = argv
-        self.logpath = logpath
-        self.logf = open(logpath, "wb")
-
-        def no_core_dump():
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                  stderr=subprocess.STDOUT, env=env,
-                                  start_new_session=True,
-                                  preexec_fn=no_core_dump if no_core else None)
-        self.pid = self.p.pid
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def rc(self):
-        return self.p.poll()
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.alive():
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout=5.0):
-        """SIGTERM, then SIGKILL.  Returns (rc, how)."""
-        if not self.alive():
-            return self.rc(), "exited by itself"
-        self.kill(signal.SIGTERM)
-        rc = self.wait(timeout)
-        if rc is not None:
-            return rc, "exited on SIGTERM"
-        self.kill(signal.SIGKILL)
-        return self.wait(timeout), "did NOT exit on SIGTERM within %.0fs; SIGKILLed" % timeout
-
-    def text(self):
-        self.logf.flush()
-        try:
-            with open(self.logpath, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-
-def describe_rc(rc):
-    if rc is None:
-        return "running"
-    if rc < 0:
-        try:
-            return f"killed by {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"killed by signal {-rc}"
-    return f"exit status {rc}"
-
-
-def crashed(rc):
-    return rc is not None and rc < 0 and -rc in (
-        signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL,
-        signal.SIGFPE, signal.SIGSYS, signal.SIGTRAP)
-
-
-class Qmp:
-    def __init__(self, path, deadline, proc):
-        self.sock = None
-        while True:
-            if not proc.alive():
-                raise TestFailure(f"qemu exited ({describe_rc(proc.rc())}) before its "
-                                  "QMP socket came up")
-            try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.connect(path)
-                self.sock = s
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                s.close()
-                if now() > deadline:
-                    raise TestFailure(f"QMP socket {path} never came up")
-                time.sleep(0.05)
-        self.sock.settimeout(10)
-        self.buf = b""
-        self._read()                       # greeting
-        self.cmd("qmp_capabilities")
-
-    def _read(self):
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise TestFailure("QMP connection closed")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            r = self._read()
-            if "return" in r or "error" in r:
-                return r
-            # asynchronous event: ignore
-
-    def try_cmd(self, name, **args):
-        try:
-            return self.cmd(name, **args)
-        except (OSError, TestFailure, ValueError) as e:
-            return {"error": str(e)}
-
-    def close(self):
-        if self.sock:
-            self.sock.close()
-
-
-def unix_socket_peers(path, pid):
-    """Connected unix sockets bound to `path` that process `pid` holds."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            m = re.match(r"socket:\[(\d+)\]", target)
-            if m:
-                inodes.add(m.group(1))
-    except OSError:
-        return None
-    listening = connected = 0
-    with open("/proc/net/unix") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if len(parts) < 8 or parts[7] != path or parts[6] not in inodes:
-                continue
-            state = parts[5]
-            if state == "01" and parts[3] == "00010000":   # SS_UNCONNECTED + listen
-                listening += 1
-            elif state == "03":                           # SS_CONNECTED
-                connected += 1
-            elif state == "01":
-                listening += 1
-    return listening, connected
 
 
 # --------------------------------------------------------------------------
@@ -606,57 +386,15 @@ def trace_connections(path):
     return conns
 
 
-def fd_targets(pid):
-    """What process `pid` has open, normalised (socket:[123] -> socket)."""
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            t = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        out.append(re.sub(r":\[\d+\]$", "", t))
-    return sorted(out)
-
-
-# --------------------------------------------------------------------------
-
-def which_or_skip(prog, why):
-    path = shutil.which(prog)
-    if not path:
-        raise Skip(f"{prog} not found ({why})")
-    return path
-
-
-def build_guest(workdir):
-    guestdir = os.path.join(workdir, "guest")
-    script = os.path.join(HERE, "build-guest.sh")
-    log(f"guest: {script} {guestdir}")
-    r = subprocess.run(["bash", script, guestdir], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=600)
-    if r.returncode == 77:
-        raise Skip("build-guest.sh: " + r.stderr.strip().splitlines()[-1])
-    if r.returncode != 0:
-        sys.stderr.write(r.stderr)
-        raise TestFailure(f"build-guest.sh failed with status {r.returncode}")
-    for line in r.stderr.strip().splitlines()[-2:]:
-        log("  " + line)
-    paths = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-    return paths["KERNEL"], paths["INITRD"]
-
-
-def wait_for(cond, deadline, what, procs=(), interval=0.05):
-    """Poll `cond` until it returns a true value or the deadline passes."""
-    while True:
-        v = cond()
-        if v:
-            return v
-        for p in procs:
-            if not p.alive():
-                raise TestFailure(f"{p.name} exited ({describe_rc(p.rc())}) while "
-                                  f"waiting for {what}")
-        if now() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(interval)
+def trace_first_connection(path):
+    """(all connections, the first one, re match of its SET_PROTOCOL_FEATURES
+    u64 or None) of a vhost-user-trace.log."""
+    conns = trace_connections(path)
+    first = conns.get(1)
+    if not first:
+        raise TestFailure("trace: no first connection")
+    spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
+    return conns, first, re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
 
 
 def make_pattern_file(path, kind, size):
@@ -671,6 +409,37 @@ def make_pattern_file(path, kind, size):
         data = bytearray(os.urandom(size))
     with open(path, "wb") as f:
         f.write(data)
+
+
+def rng_device_args(path, device_on_cmdline=False):
+    """The vhost-user part of the test's QEMU command line (README.md shows
+    it: readme_check.py compares)."""
+    args = ["-m", "256M",
+            "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
+            "-numa", "node,memdev=mem",
+            "-chardev", f"socket,id=c0,path={path},reconnect-ms=1000"]
+    if device_on_cmdline:
+        return args + ["-device", "vhost-user-rng-pci,chardev=c0,id=rng0"]
+    # vhost-user-rng's realize does not wait for the chardev: with
+    # reconnect-ms the socket connects asynchronously, so a -device on the
+    # command line finds it unconnected and fails ("Failed to set msg fds.";
+    # QEMU 7.2 then aborted on an assertion).  So start paused, wait for the
+    # connection, device_add, cont.
+    return args + ["-S"]
+
+
+def rng_device_add():
+    """The QMP device_add that goes with rng_device_args()."""
+    return {"driver": "vhost-user-rng-pci", "chardev": "c0", "id": "rng0"}
+
+
+def readme_cmdlines():
+    """name -> the text README.md must show for it (readme_check.py)."""
+    from qemu_common import shell_cmdline
+    dev = "build/libvhostpp/examples/vhost-user-rng --socket /tmp/rng.sock --no-mem-slots &\n"
+    return {"rng": dev + shell_cmdline(
+        rng_device_args("/tmp/rng.sock") + ["-qmp", "unix:/tmp/qmp.sock,server=on,wait=off"],
+        qmp=[("device_add", rng_device_add()), ("cont", None)], qmp_after="c0")}
 
 
 class Run:
@@ -699,6 +468,7 @@ class Run:
             raise Skip(f"{self.qemu_bin} has no {need} device")
         ver = subprocess.run([self.qemu_bin, "--version"], stdout=subprocess.PIPE,
                              text=True).stdout.splitlines()[0]
+        self.qemu_version = ver
         log(ver)
         self.kernel, self.initrd = build_guest(self.workdir)
         if os.path.isdir(self.rundir):
@@ -722,7 +492,7 @@ class Run:
 
     def start_qemu(self, cmdline):
         a = self.a
-        argv = [self.qemu_bin, "-accel", "tcg", "-m", "256", "-smp", "1",
+        argv = [self.qemu_bin, "-accel", "tcg", "-smp", "1",
                 "-nodefaults", "-display", "none", "-no-reboot",
                 "-serial", f"file:{self.console_path}",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
@@ -731,7 +501,7 @@ class Run:
         if a.builtin_rng_selftest:
             pat = os.path.join(self.rundir, "rng-source.bin")
             make_pattern_file(pat, a.builtin_rng_selftest, 8 << 20)
-            argv += ["-object", f"rng-random,id=r0,filename={pat}",
+            argv += ["-m", "256M", "-object", f"rng-random,id=r0,filename={pat}",
                      "-device", "virtio-rng-pci,rng=r0,id=rng0"]
         else:
             path = self.sock
@@ -742,22 +512,12 @@ class Run:
                 self.trace_log = os.path.join(self.rundir, "vhost-user-trace.log")
                 self.proxy = TraceProxy(path, self.sock, self.trace_log)
                 log(f"tracing vhost-user messages to {self.trace_log}")
-            argv += ["-object", "memory-backend-memfd,id=mem,size=256M,share=on",
-                     "-numa", "node,memdev=mem",
-                     "-chardev", f"socket,id=c0,path={path},reconnect=1"]
-            if a.device_on_cmdline:
-                argv += ["-device", "vhost-user-rng-pci,chardev=c0,id=rng0"]
-            else:
-                # QEMU 7.2's vhost-user-rng realize does not wait for the
-                # chardev: with reconnect=N the socket connects asynchronously,
-                # so a -device on the command line finds it unconnected, fails
-                # ("Failed to set msg fds.") and QEMU aborts on an assertion.
-                # So start paused, wait for the connection, device_add, cont.
-                argv += ["-S"]
+            argv += rng_device_args(path, a.device_on_cmdline)
         # an abort is an expected outcome in --expect-qemu72-mem-slots-failure:
         # do not leave a core file behind for it
         p = Proc("qemu", argv, os.path.join(self.rundir, "qemu.log"),
-                 no_core=bool(a.expect_qemu72_mem_slots_failure))
+                 no_core=bool(a.expect_qemu72_mem_slots_failure
+                              or a.expect_qemu10_restart_abort))
         self.procs.append(p)
         self.qemu = p
         self.times["qemu_start"] = now()
@@ -768,47 +528,26 @@ class Run:
 
     # ----------------------------------------------------------------------
     def virtio_state(self):
-        """QEMU's view of the device (QEMU >= 7.2 x-query-virtio-* commands)."""
+        """QEMU's view of the device, for the log: the chardev only.
+
+        Not the x-query-virtio-* commands: QEMU 10.0.2 dies of SIGSEGV on
+        x-query-virtio-status of a running vhost-user-rng-pci (measured), and
+        QEMU 7.2's x-query-virtio-queue-status sent GET_VRING_BASE to the
+        back-end, which stopped the ring."""
         if not self.qmp:
             return {}
-        path = "/machine/peripheral/rng0/virtio-backend"
         st = {}
-        r = self.qmp.try_cmd("x-query-virtio-status", path=path)
-        if "return" in r:
-            ret = r["return"]
-            st["status"] = [x.split(":")[0].replace("VIRTIO_CONFIG_S_", "")
-                            for x in ret.get("status", {}).get("statuses", [])]
-            st["started"] = ret.get("started")
-            st["broken"] = ret.get("broken")
-            st["vhost-started"] = ret.get("vhost-started")
-        else:
-            st["status-error"] = r.get("error")
-        # NOTE: x-query-virtio-queue-status must not be used while the vhost
-        # device runs: QEMU 7.2 then sends GET_VRING_BASE to the back-end,
-        # which STOPS the ring.  Only ask when vhost is not started.
-        if st.get("vhost-started") is False:
-            r = self.qmp.try_cmd("x-query-virtio-queue-status", path=path, queue=0)
-            if "return" in r:
-                q = r["return"]
-                st["queue"] = {k: q.get(k) for k in (
-                    "last-avail-idx", "shadow-avail-idx", "used-idx", "inuse")}
-        r = self.qmp.try_cmd("x-query-virtio-vhost-queue-status", path=path, queue=0)
-        if "return" in r:
-            st["vhost-queue"] = {k: r["return"].get(k) for k in (
-                "kick", "call", "num", "used-phys", "avail-phys")}
         r = self.qmp.try_cmd("query-chardev")
         if "return" in r:
             for c in r["return"]:
                 if c.get("label") == "c0":
                     st["chardev"] = c.get("filename")
+        else:
+            st["error"] = r.get("error")
         return st
 
     def chardev_connected(self):
-        st = self.qmp.try_cmd("query-chardev")
-        for c in st.get("return", []):
-            if c.get("label") == "c0":
-                return not c.get("filename", "").startswith("disconnected")
-        return False
+        return chardev_connected(self.qmp, "c0")
 
     # ----------------------------------------------------------------------
     def wait_main(self):
@@ -941,13 +680,14 @@ class Run:
         dev1 = self.start_device(1)
         wait_for(lambda: os.path.exists(self.sock), now() + 15,
                  f"{dev1.name} to create {self.sock}", [dev1])
+        # what the device holds while it serves nobody
+        self.idle_fds_at_start = self.device_fds(dev1)
         self.start_qemu(self.cmdline(chunks=-1 if not a.no_reconnect else a.selftest_chunks))
         self.qmp = Qmp(self.qmp_path, now() + 30, self.qemu)
         if not a.device_on_cmdline:
             wait_for(self.chardev_connected, now() + 20,
                      "qemu's chardev to connect to the device", [self.qemu, dev1])
-            r = self.qmp.cmd("device_add", driver="vhost-user-rng-pci", chardev="c0",
-                             id="rng0")
+            r = self.qmp.cmd("device_add", **rng_device_add())
             if "error" in r:
                 raise TestFailure(f"device_add vhost-user-rng-pci failed: {r['error']}")
             r = self.qmp.cmd("cont")
@@ -1008,6 +748,9 @@ class Run:
         if a.expect_qemu72_mem_slots_failure:
             self.expect_mem_slots_failure(dev2, n_at_kill, qemu_log_pos)
             return
+        if a.expect_qemu10_restart_abort:
+            self.expect_restart_abort(dev2, n_at_kill, qemu_log_pos)
+            return
         wait_for(self.chardev_connected, now() + 20,
                  "qemu to reconnect to the restarted device", [self.qemu, dev2])
         self.times["reconnect"] = now() - t_restart
@@ -1066,6 +809,43 @@ class Run:
         # daemon health: still alive after everything
         if not dev2.alive():
             raise TestFailure(f"{dev2.name} died: {describe_rc(dev2.rc())}")
+
+    def device_fds(self, dev):
+        """fd_targets() with the log file's name made independent of the
+        device's number, so two device processes compare."""
+        return [re.sub(r"device\d+\.log$", "device.log", x) for x in fd_targets(dev.pid)]
+
+    def expect_restart_abort(self, dev2, n_at_kill, qemu_log_pos):
+        """--expect-qemu10-restart-abort: QEMU 10.0 reconnects to the
+        restarted device and aborts (vhost_dev_start asserts); the device
+        must come through it alive, serving nobody, with the fds it held at
+        the start.  Fails if QEMU does anything else."""
+        qemu = self.qemu
+        self.strict_exit.append(dev2)
+        line = expect_vhost_ops_abort(qemu, qemu_log_pos, self.qemu_version)
+        conns = self.dev2.text().count(DEV_CONNECTED)
+        if conns < 1:
+            raise TestFailure(f"qemu aborted without ever reconnecting to {dev2.name}")
+        log(f"QEMU aborted as QEMU 10.0 does ({line}) after {conns} reconnect(s)")
+        if self.a.trace:
+            self.check_trace_restart_abort()
+        c = self.console
+        new = len(c.poll() and c.all("HWRNG-CHUNK")) - n_at_kill
+        if new > 1:
+            raise TestFailure(f"{new} chunks completed after the kill, yet QEMU aborted")
+        if not dev2.alive():
+            raise TestFailure(f"{dev2.name} died: {describe_rc(dev2.rc())}")
+        wait_for(lambda: (lambda p: p and p[0] >= 1 and p[1] == 0)(
+            unix_socket_peers(self.sock, dev2.pid)), now() + 10,
+            f"{dev2.name} to listen and hold no connection", [dev2])
+        fds = wait_for(lambda: (lambda f: f if f == self.idle_fds_at_start else None)(
+            self.device_fds(dev2)), now() + 5,
+            f"{dev2.name} to hold what device#1 held before QEMU ({self.idle_fds_at_start}; "
+            f"it holds {self.device_fds(dev2)})", [dev2])
+        log(f"{dev2.name}: alive, listening, no connection, the {len(fds)} fds device#1 "
+            "held before QEMU started")
+        self.reconnect_result = ("QEMU 10.0 aborted on the reconnect (vhost_dev_start "
+                                 f"assertion); device alive, {len(fds)} fds as at the start")
 
     # ----------------------------------------------------------------------
     def idle_fds(self, dev):
@@ -1270,16 +1050,37 @@ class Run:
                                   f"; its last messages: {qemu.text().strip().splitlines()[-4:]}")
             log("qemu exited 0 on QMP quit")
 
+    def check_trace_restart_abort(self):
+        """With --trace under QEMU 10: what CONFIGURE_MEM_SLOTS changes on a
+        reconnect.  The first connection negotiated it and got its memory by
+        ADD_MEM_REG (when the device offers it); every reconnect carries no
+        message at all -- QEMU aborts before it sends one, so neither
+        SET_MEM_TABLE nor ADD_MEM_REG comes again, whatever was negotiated."""
+        conns, first, m = trace_first_connection(self.trace_log)
+        mem_slots = bool(m and (int(m.group(1), 16) >> CONFIGURE_MEM_SLOTS_BIT) & 1)
+        mapped = [n for n, _ in first["q2d"] if n in ("SET_MEM_TABLE", "ADD_MEM_REG")]
+        if not mapped or (mem_slots and "ADD_MEM_REG" not in mapped) or (
+                not mem_slots and "SET_MEM_TABLE" not in mapped):
+            raise TestFailure(f"trace: first connection mapped memory with {sorted(set(mapped))} "
+                              f"(CONFIGURE_MEM_SLOTS {'on' if mem_slots else 'off'})")
+        later = [k for k in sorted(conns) if k > 1 and conns[k]["connected"]]
+        if not later:
+            raise TestFailure("trace: QEMU never reconnected through the proxy")
+        for k in later:
+            if conns[k]["q2d"]:
+                raise TestFailure(
+                    f"trace: reconnect #{k} carried {[n for n, _ in conns[k]['q2d']]}: QEMU "
+                    "now sends messages before it aborts; re-measure what it re-sends")
+        log(f"trace: connection #1 negotiated CONFIGURE_MEM_SLOTS "
+            f"{'on' if mem_slots else 'off'} and mapped memory with {sorted(set(mapped))}; "
+            f"the {len(later)} reconnect(s) carried no message before QEMU aborted")
+
     def check_trace_mem_slots(self, n_device_conns, exact):
         """With --trace: the first connection negotiated CONFIGURE_MEM_SLOTS
         and got its memory through ADD_MEM_REG; no reconnect re-sends the
         protocol features or any memory region before SET_VRING_ADDR."""
-        conns = trace_connections(self.trace_log)
-        first = conns.get(1)
-        if not first:
-            raise TestFailure("trace: no first connection")
+        conns, first, m = trace_first_connection(self.trace_log)
         spf = [x for n, x in first["q2d"] if n == "SET_PROTOCOL_FEATURES"]
-        m = re.search(r"u64=(0x[0-9a-f]+)", spf[0]) if spf else None
         if not m or not (int(m.group(1), 16) >> CONFIGURE_MEM_SLOTS_BIT) & 1:
             raise TestFailure(f"trace: CONFIGURE_MEM_SLOTS was not negotiated on the first "
                               f"connection (SET_PROTOCOL_FEATURES {spf}): this mode needs a "
@@ -1406,6 +1207,9 @@ def main():
                          "offers CONFIGURE_MEM_SLOTS (no memory regions re-sent; QEMU "
                          "keeps reconnecting or aborts in msix_unset_vector_notifiers) "
                          "and check the device survives it; fails if the reads resume")
+    ap.add_argument("--expect-qemu10-restart-abort", action="store_true",
+                    help="after the restart, expect QEMU 10.0 to abort on its vhost_dev_start "
+                         "assertion and check the device survives it; fails otherwise")
     ap.add_argument("--mem-slots-attempts", type=int, default=5,
                     help="with --expect-qemu72-mem-slots-failure: reconnect attempts to "
                          "watch (fd count sampled after each) unless QEMU aborts first")
@@ -1413,9 +1217,13 @@ def main():
     ap.add_argument("--resume-timeout", type=float, default=30)
     ap.add_argument("--total-timeout", type=float, default=170)
     a = ap.parse_args()
-    if a.expect_qemu72_mem_slots_failure and (a.builtin_rng_selftest or a.no_reconnect
-                                              or a.allow_no_resume):
-        ap.error("--expect-qemu72-mem-slots-failure needs the reconnect test with a "
+    if a.expect_qemu72_mem_slots_failure and a.expect_qemu10_restart_abort:
+        ap.error("--expect-qemu72-mem-slots-failure and --expect-qemu10-restart-abort "
+                 "describe different QEMUs")
+    if (a.expect_qemu72_mem_slots_failure or a.expect_qemu10_restart_abort) and (
+            a.builtin_rng_selftest or a.no_reconnect or a.allow_no_resume):
+        ap.error("--expect-qemu72-mem-slots-failure and --expect-qemu10-restart-abort need "
+                 "the reconnect test with a "
                  "vhost-user DEVICE (no --builtin-rng-selftest, --no-reconnect or "
                  "--allow-no-resume)")
 

@@ -273,7 +273,13 @@ void PcmStream::attach_queue(vhostpp::Virtqueue *queue)
 {
 	if (queue == queue_)
 		return;
-	/* Chains of the old ring must not be touched any more. */
+	/* Chains of the old ring must not be touched any more; remember how far
+	 * they got, for when they come again. */
+	if (!queue) {
+		resume_.clear();
+		for (const Pending &p : pending_)
+			resume_.push_back(Progress{ p.payload, p.done, p.end_position });
+	}
 	pending_.clear();
 	fully_read_ = 0;
 	queue_ = queue;
@@ -298,7 +304,25 @@ void PcmStream::submit(IoMessage message)
 		return;
 	}
 
-	pending_.push_back(Pending{ std::move(message), payload });
+	Pending pending{ std::move(message), payload };
+	if (!resume_.empty()) {
+		const Progress r = resume_.front();
+		resume_.pop_front();
+		if (r.payload == payload) {
+			pending.done = r.done;
+			pending.end_position = r.end_position;
+		} else {
+			/* Not the chain that stopped in this place: start from scratch. */
+			logger().warn("stream {}: a resumed I/O message holds {} bytes, {} before the stop; "
+				      "not resuming the rest", id_, payload, r.payload);
+			resume_.clear();
+		}
+	}
+	const bool in_ring = direction_ == Direction::Output && pending.done == pending.payload;
+	pending_.push_back(std::move(pending));
+	/* Messages come back in order, so the entirely-read ones are at the front. */
+	if (in_ring && fully_read_ + 1 == pending_.size())
+		fully_read_++;
 	if (state_ == State::Running)
 		pump();
 }
@@ -408,6 +432,7 @@ bool PcmStream::pump_input()
 
 void PcmStream::flush(Status status)
 {
+	resume_.clear();
 	if (!queue_) {
 		pending_.clear();
 		fully_read_ = 0;
@@ -434,6 +459,7 @@ void PcmStream::close_host_stream()
 	/* The host stream uses the ring: it goes first. */
 	host_.reset();
 	ring_.reset();
+	resume_.clear();
 }
 
 uint32_t PcmStream::lookahead_bytes() const

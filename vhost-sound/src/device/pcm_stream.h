@@ -227,6 +227,18 @@ private:
 	/* Output: how many messages at the front are entirely in the ring. */
 	size_t fully_read_ = 0;
 
+	/* How far each message held when the ring stopped had got. The library
+	 * hands those chains to the ring's next start again, in order
+	 * (queue_in_order()), e.g. after a VM pause: without this their samples
+	 * already in the ring (output) or already in guest memory (input) would
+	 * be moved a second time. Valid while the same ring_ lives. */
+	struct Progress {
+		size_t payload;
+		size_t done;
+		uint64_t end_position;
+	};
+	std::deque<Progress> resume_;
+
 	/* The ring outlives the host stream that uses it: declared first, destroyed last. */
 	std::unique_ptr<ByteRing> ring_;
 	std::unique_ptr<BackendStream> host_;

@@ -247,7 +247,16 @@ Status SoundDevice::handle_control(const DescriptorChain &chain, size_t &written
 			chain, Jacks::kCount, [this](uint32_t id) { return jacks_.info(id); }, written);
 	case kPcmInfo:
 		return handle_query<PcmInfo>(
-			chain, kNumStreams, [this](uint32_t id) { return pcm_info(id); }, written);
+			chain, kNumStreams,
+			[this](uint32_t id) {
+				const PcmInfo info = pcm_info(id);
+				/* What the guest was told, in the log: the guest test compares
+				 * it with what the guest's ALSA then accepts. */
+				if (pcm_info_log_.allow())
+					log_pcm_info(id, info);
+				return info;
+			},
+			written);
 	case kChmapInfo:
 		return handle_query<ChmapInfo>(
 			chain, static_cast<uint32_t>(chmaps_.size()),
@@ -361,6 +370,20 @@ PcmInfo SoundDevice::pcm_info(uint32_t id) const
 	info.channels_min = caps.channels_min;
 	info.channels_max = caps.channels_max;
 	return info;
+}
+
+void SoundDevice::log_pcm_info(uint32_t id, const PcmInfo &info)
+{
+	std::string formats, rates;
+	for (unsigned f = 0; f < kNumFormats; ++f)
+		if (info.formats & (uint64_t{1} << f))
+			formats += fmt::format("{}{}", formats.empty() ? "" : ",", format_name(static_cast<uint8_t>(f)));
+	for (unsigned r = 0; r < kNumRates; ++r)
+		if (info.rates & (uint64_t{1} << r))
+			rates += fmt::format("{}{}", rates.empty() ? "" : ",", rate_hz(static_cast<uint8_t>(r)));
+	logger().info("PCM_INFO stream {} ({}): formats {} rates {} channels {}-{}", id,
+		      direction_name(static_cast<Direction>(info.direction)), formats, rates,
+		      info.channels_min, info.channels_max);
 }
 
 /* ---- event queue ---- */

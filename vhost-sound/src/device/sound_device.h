@@ -158,6 +158,7 @@ private:
 					Fill fill, size_t &written);
 	virtio_snd::Status handle_pcm(const vhostpp::DescriptorChain &chain, uint32_t code);
 	virtio_snd::PcmInfo pcm_info(uint32_t id) const;
+	static void log_pcm_info(uint32_t id, const virtio_snd::PcmInfo &info);
 	/* Tell the observer of stream states that changed since the last call. */
 	void report_state_changes();
 	/* Queue the jack event for \a direction's new state and send what can be sent. */
@@ -183,6 +184,7 @@ private:
 
 	LogLimiter control_log_;
 	LogLimiter io_log_;
+	LogLimiter pcm_info_log_;
 };
 
 } // namespace vhost_sound
