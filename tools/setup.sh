@@ -79,11 +79,14 @@ if [[ -z $(suite_uri bookworm-backports) ]]; then
 	"${sudo[@]}" apt-get update -qq
 fi
 # Only QEMU from backports, with just the three packages it needs from there
-# (qemu-system-common, qemu-system-data, seabios); `-t bookworm-backports`
-# would raise every candidate and pull Mesa and more from backports.
+# (qemu-system-common, qemu-system-data, seabios), each named: apt does not
+# take a dependency's backports version on its own (it reports "held broken
+# packages"); `-t bookworm-backports` would raise every candidate and pull
+# Mesa and more from backports.
 qemu_version=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null || true)
 if [[ $qemu_version != *bpo12* ]]; then
 	echo "setup: installing qemu-system-x86 from bookworm-backports"
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		qemu-system-x86/bookworm-backports
+		qemu-system-x86/bookworm-backports qemu-system-common/bookworm-backports \
+		qemu-system-data/bookworm-backports seabios/bookworm-backports
 fi
