@@ -11,13 +11,24 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh --tests || exit 1
 
 status=0
+# Where CI's time goes: each phase's seconds and the running total.
+phase_start=$SECONDS
+phase_done() {
+	echo "test.sh: $1 took $((SECONDS - phase_start)) s (total $SECONDS s)"
+	phase_start=$SECONDS
+}
+phase_done setup
 run_suites() {
 	local dir=$1; shift
+	local rc=0
 	if [[ ! -d $dir ]]; then
 		meson setup "$dir" "$@" >/dev/null || return 1
 	fi
 	ninja -C "$dir" || return 1
-	meson test -C "$dir" --print-errorlogs --num-processes 2 "${MESON_TEST_ARGS[@]}"
+	phase_done "building $dir"
+	meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes 2 "${MESON_TEST_ARGS[@]}" || rc=1
+	phase_done "testing $dir"
+	return $rc
 }
 
 MESON_TEST_ARGS=()
@@ -45,6 +56,7 @@ if [[ "${VHOSTPP_SKIP_FUZZ:-0}" != 1 ]]; then
 	# branch, not yet on main. Until it lands they replay their seeds only.
 	# shellcheck disable=SC2086
 	bash tests/fuzz/run "${VHOSTPP_FUZZ_SECONDS:-60}" ${VHOSTPP_FUZZ_TARGETS:-wire virtqueue wav} || status=1
+	phase_done fuzzing
 	summaries+=(build-fuzz/fuzz-testlog.json)
 fi
 
