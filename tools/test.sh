@@ -12,7 +12,7 @@ bash tools/setup.sh --tests || exit 1
 
 status=0
 # Where CI's time goes: each phase's seconds and the running total.
-phase_start=$SECONDS
+phase_start=0
 phase_done() {
 	echo "test.sh: $1 took $((SECONDS - phase_start)) s (total $SECONDS s)"
 	phase_start=$SECONDS
