@@ -300,7 +300,8 @@ namespace {
  */
 std::unique_ptr<DaemonProcess> socket_activated(const std::vector<std::string> &listen, const std::string &names,
 					       const std::vector<std::string> &wrapper = {},
-					       const std::vector<std::string> &extra = {})
+					       const std::vector<std::string> &extra = {},
+					       const std::string &binary = vhost_sound_binary())
 {
 	std::vector<std::string> args;
 	for (const auto &path : listen) {
@@ -310,7 +311,7 @@ std::unique_ptr<DaemonProcess> socket_activated(const std::vector<std::string> &
 	if (!names.empty())
 		args.push_back("--fdname=" + names);
 	args.insert(args.end(), wrapper.begin(), wrapper.end());
-	args.push_back(vhost_sound_binary());
+	args.push_back(binary);
 	args.push_back("--log-level");
 	args.push_back("warn");
 	args.insert(args.end(), extra.begin(), extra.end());
@@ -328,6 +329,27 @@ void check_device(const std::string &sock, uint8_t mic_connected)
 	SoundDriver snd(driver);
 	CHECK(snd.read_config().jacks == 2);
 	CHECK(snd.query<vs::JackInfo>(vs::kJackInfo, 1, 1)[0].connected == mic_connected);
+}
+
+/*
+ * Copies of \a binary and of the project's own shared libraries it links
+ * (those outside /lib and /usr/lib, found with ldd) in \a dir: a uid
+ * other than root may not be able to reach the build tree (CI checks it
+ * out under a root-only directory). Returns the copy's path.
+ */
+std::string copy_with_libraries(const std::string &binary, const std::string &dir)
+{
+	const std::string copy = dir + "/" + std::filesystem::path(binary).filename().string();
+	std::filesystem::copy_file(binary, copy);
+	const Result ldd = run("ldd", { binary });
+	REQUIRE(ldd.status == 0);
+	static const std::regex linked(R"(\S+ => (/\S+) \(0x)");
+	for (std::sregex_iterator it(ldd.out.begin(), ldd.out.end(), linked), end; it != end; ++it) {
+		const std::string lib = (*it)[1];
+		if (lib.rfind("/lib/", 0) != 0 && lib.rfind("/usr/lib/", 0) != 0)
+			std::filesystem::copy_file(lib, dir + "/" + std::filesystem::path(lib).filename().string());
+	}
+	return copy;
 }
 
 } // namespace
@@ -420,13 +442,16 @@ TEST_CASE("the daemon under the units' sandbox, as far as it applies without sys
 	 * write+exec mappings refused (MemoryDenyWriteExecute=, the kernel's
 	 * PR_SET_MDWE).
 	 */
-	const std::string mdwe = env_or_fail("MDWE_EXEC");
+	const std::string mdwe = copy_with_libraries(env_or_fail("MDWE_EXEC"), dir.path);
+	const std::string daemon_binary = copy_with_libraries(vhost_sound_binary(), dir.path);
 	auto daemon = socket_activated(
 		{ sock, ctl }, "vhost-user:control",
 		{ "unshare", "--net", "--ipc", "--mount", "--propagation", "private", "sh", "-c",
 		  "mount --bind -o ro / / && mount -o remount,bind,ro / && exec \"$@\"", "sandbox",
+		  "env", "LD_LIBRARY_PATH=" + dir.path,
 		  "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
-		  "--inh-caps=-all", "--bounding-set=-all", mdwe });
+		  "--inh-caps=-all", "--bounding-set=-all", mdwe },
+		{}, daemon_binary);
 	REQUIRE(query_when_up(ctl));
 	LineClient user(ctl);
 	REQUIRE(user.ask("SET input on") == "OK input on");
