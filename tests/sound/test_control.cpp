@@ -509,43 +509,49 @@ TEST_CASE("SO_PEERCRED: a foreign uid gets ERR 403 and is disconnected; allowed 
 {
 	if (!sound_test::root_or_fail("the foreign-uid test switches uids"))
 		return;
-	ControlFixture f;
-	/* The directory and the socket open to all: the peer check is what keeps them out. */
-	REQUIRE(::chmod(f.dir.c_str(), 0755) == 0);
+	/*
+	 * The logger's sink list is not thread-safe: the capture goes in before
+	 * the fixture's loop thread starts and comes out after it has joined.
+	 */
 	auto capture = std::make_shared<vhostpp::test::LogCapture>();
 	logger().sinks().push_back(capture);
-	f.start(0666);
-	const size_t mark = capture->mark();
+	{
+		ControlFixture f;
+		/* The directory and the socket open to all: the peer check is what keeps them out. */
+		REQUIRE(::chmod(f.dir.c_str(), 0755) == 0);
+		f.start(0666);
+		const size_t mark = capture->mark();
 
-	constexpr uid_t kNobody = 65534;
-	constexpr gid_t kGroup = 65533;
-	CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
-	CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
-	/* Root and the daemon's own uid (here both 0) get in. */
-	CHECK(starts_with(query_as(f.path, 0, 0, {}), "OK vhost-sound "));
-	CHECK(f.on_loop([&] { return f.device.enabled(Direction::Output); }));
+		constexpr uid_t kNobody = 65534;
+		constexpr gid_t kGroup = 65533;
+		CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
+		CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
+		/* Root and the daemon's own uid (here both 0) get in. */
+		CHECK(starts_with(query_as(f.path, 0, 0, {}), "OK vhost-sound "));
+		CHECK(f.on_loop([&] { return f.device.enabled(Direction::Output); }));
 
-	size_t refusals = 0;
-	for (const auto &line : capture->since(mark))
-		refusals += line.text.find("refused peer") != std::string::npos &&
-			    line.text.find("uid 65534") != std::string::npos;
-	/* Two connections from two pids: each logged once. */
-	CHECK(refusals == 2);
+		size_t refusals = 0;
+		for (const auto &line : capture->since(mark))
+			refusals += line.text.find("refused peer") != std::string::npos &&
+				    line.text.find("uid 65534") != std::string::npos;
+		/* Two connections from two pids: each logged once. */
+		CHECK(refusals == 2);
 
-	f.on_loop([&] {
-		f.server.set_access({ { kNobody }, {} });
-		return 0;
-	});
-	CHECK(starts_with(query_as(f.path, kNobody, kNobody, {}), "OK vhost-sound "));
+		f.on_loop([&] {
+			f.server.set_access({ { kNobody }, {} });
+			return 0;
+		});
+		CHECK(starts_with(query_as(f.path, kNobody, kNobody, {}), "OK vhost-sound "));
 
-	f.on_loop([&] {
-		f.server.set_access({ {}, { kGroup } });
-		return 0;
-	});
-	/* The allowed group as a supplementary group, and as the primary one. */
-	CHECK(starts_with(query_as(f.path, kNobody, kNobody, kGroup), "OK vhost-sound "));
-	CHECK(starts_with(query_as(f.path, kNobody, kGroup, {}), "OK vhost-sound "));
-	CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
+		f.on_loop([&] {
+			f.server.set_access({ {}, { kGroup } });
+			return 0;
+		});
+		/* The allowed group as a supplementary group, and as the primary one. */
+		CHECK(starts_with(query_as(f.path, kNobody, kNobody, kGroup), "OK vhost-sound "));
+		CHECK(starts_with(query_as(f.path, kNobody, kGroup, {}), "OK vhost-sound "));
+		CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
+	}
 
 	auto &sinks = logger().sinks();
 	sinks.erase(std::remove(sinks.begin(), sinks.end(), capture), sinks.end());

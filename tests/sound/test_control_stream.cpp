@@ -27,21 +27,39 @@ namespace vs = vhost_sound::virtio_snd;
 
 namespace {
 
-/* The daemon's control side, as main() builds it, on the SoundDaemon's loop. */
+/*
+ * The daemon's control side, as main() builds it: made, used and destroyed
+ * on the SoundDaemon's loop thread, which the device belongs to (the events
+ * register as the device's observer).
+ */
 struct Control {
+	struct Parts {
+		ControlCommands commands;
+		ControlServer server;
+		ControlEvents events;
+		explicit Parts(SoundDaemon &daemon)
+			: commands(daemon.device(), "test"), server(daemon.io(), commands),
+			  events(daemon.io(), daemon.device(), server)
+		{
+		}
+	};
 	SoundDaemon &daemon;
-	ControlCommands commands{ daemon.device(), "test" };
-	ControlServer server{ daemon.io(), commands };
-	ControlEvents events{ daemon.io(), daemon.device(), server };
+	std::unique_ptr<Parts> parts;
 	std::string path = daemon.directory() + "/ctl.sock";
 
 	explicit Control(SoundDaemon &d) : daemon(d)
 	{
-		daemon.on_loop([this] { server.listen(path); });
+		daemon.on_loop([this] {
+			parts = std::make_unique<Parts>(daemon);
+			parts->server.listen(path);
+		});
 	}
 	~Control()
 	{
-		daemon.on_loop([this] { server.stop(); });
+		daemon.on_loop([this] {
+			parts->server.stop();
+			parts.reset();
+		});
 	}
 };
 
