@@ -45,7 +45,7 @@ if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
 
 	# Every suite with threads: the loop thread against the front-end's, the
 	# byte ring, the ALSA and PipeWire back-ends' own threads.
-	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}
+	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp}
 	MESON_TEST_ARGS=(--no-suite qemu --no-suite fuzz)
 	# GCC cannot instrument standalone fences (-Wtsan); TSan still sees the
 	# acquire/release pairs that order the rings.
