@@ -36,7 +36,8 @@ run_suites build || status=1
 summaries=(build/meson-logs/testlog.json)
 
 if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
-	MESON_TEST_ARGS=(--no-suite qemu)
+	# The soak (60 s of wall time) runs in the normal build only.
+	MESON_TEST_ARGS=(--no-suite qemu --no-suite soak)
 	# Unoptimised: GCC 12 takes ~4x the CPU to compile a test at -O2 with
 	# ASan+UBSan as at -O0 (test_device.cpp: 77 s against 20 s), and every
 	# suite is paced by time, not CPU. ThreadSanitizer compiles fast at -O2.
@@ -46,7 +47,7 @@ if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
 	# Every suite with threads: the loop thread against the front-end's, the
 	# byte ring, the ALSA and PipeWire back-ends' own threads.
 	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp}
-	MESON_TEST_ARGS=(--no-suite qemu --no-suite fuzz)
+	MESON_TEST_ARGS=(--no-suite qemu --no-suite fuzz --no-suite soak)
 	# GCC cannot instrument standalone fences (-Wtsan); TSan still sees the
 	# acquire/release pairs that order the rings.
 	run_suites build-tsan -Db_sanitize=thread -Db_lundef=false -Dcpp_args=-Wno-tsan || status=1
