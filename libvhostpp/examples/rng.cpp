@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sys/random.h>
 #include <vhostpp/vhostpp.h>
+#include <vhostpp/internal/wire.h> /* until Server takes protocol features in its own terms */
 
 class RngDevice : public vhostpp::Device
 {

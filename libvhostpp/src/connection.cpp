@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "vhostpp/connection.h"
+#include "vhostpp/internal/connection.h"
 
 #include <cerrno>
 #include <cstring>

@@ -16,7 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "vhostpp/connection.h"
+#include "vhostpp/internal/connection.h"
 
 namespace vhostpp {
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "vhostpp/memory.h"
+#include "vhostpp/internal/memory.h"
 
 #include <cerrno>
 #include <cstring>

@@ -13,11 +13,11 @@
 #include <optional>
 #include <vector>
 
-#include "vhostpp/connection.h"
+#include "vhostpp/internal/connection.h"
 #include "vhostpp/device.h"
-#include "vhostpp/memory.h"
+#include "vhostpp/internal/memory.h"
 #include "vhostpp/virtqueue.h"
-#include "vhostpp/wire.h"
+#include "vhostpp/internal/wire.h"
 
 namespace vhostpp {
 

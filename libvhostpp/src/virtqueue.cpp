@@ -5,6 +5,8 @@
 #include <atomic>
 #include <fmt/format.h>
 
+#include "vhostpp/internal/memory.h"
+#include "vhostpp/internal/wire.h"
 #include "vhostpp/log.h"
 
 namespace vhostpp {
@@ -142,7 +144,7 @@ void Virtqueue::set_addresses(const wire::VringAddr &addr, std::shared_ptr<const
 	if (!memory)
 		throw wire::ProtocolError(fmt::format(
 			"SET_VRING_ADDR: queue {} before any memory table", index_));
-	addr_ = addr;
+	addr_ = {addr.desc_user_addr, addr.used_user_addr, addr.avail_user_addr};
 	addr_known_ = true;
 	if (!translate(std::move(memory))) {
 		addr_ = {};

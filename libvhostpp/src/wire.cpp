@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
-#include "vhostpp/wire.h"
+#include "vhostpp/internal/wire.h"
 
 #include <array>
 #include <cstring>

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include <vhostpp/log.h>
-#include <vhostpp/memory.h>
+#include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
 
 #include "fuzz_input.h"

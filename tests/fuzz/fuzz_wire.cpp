@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include <vhostpp/log.h>
-#include <vhostpp/wire.h>
+#include <vhostpp/internal/wire.h>
 
 #include "fuzz_input.h"
 

@@ -38,7 +38,7 @@
 #include <fstream>
 #include <string>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 #include <vhostpp/device.h>
 #include <vhostpp/server.h>
 

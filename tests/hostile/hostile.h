@@ -15,7 +15,7 @@
 #include <sys/ioctl.h>
 #include <thread>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 #include <vhostpp/frontend.h>
 
 #include "driver_util.h"

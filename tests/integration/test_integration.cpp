@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 #include <vhostpp/frontend.h>
 
 #include "driver_util.h"

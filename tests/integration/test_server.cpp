@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 #include <vhostpp/frontend.h>
 
 #include "driver_util.h"

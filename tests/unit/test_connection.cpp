@@ -12,7 +12,7 @@
 #include <system_error>
 #include <vector>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 
 #include "fd_util.h"
 

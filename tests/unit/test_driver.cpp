@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <thread>
 
-#include <vhostpp/connection.h>
+#include <vhostpp/internal/connection.h>
 #include <vhostpp/frontend.h>
 
 #include "fd_util.h"

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include <vhostpp/frontend.h>
-#include <vhostpp/memory.h>
+#include <vhostpp/internal/memory.h>
 
 #include "fd_util.h"
 

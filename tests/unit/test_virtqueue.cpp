@@ -10,7 +10,7 @@
 #include <string>
 
 #include <vhostpp/frontend.h>
-#include <vhostpp/memory.h>
+#include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
 
 #include "fd_util.h"

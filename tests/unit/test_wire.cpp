@@ -12,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <vector>
 
-#include <vhostpp/wire.h>
+#include <vhostpp/internal/wire.h>
 
 #include "fd_util.h"
 

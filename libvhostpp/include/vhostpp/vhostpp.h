@@ -8,6 +8,5 @@
 #include "vhostpp/device.h"
 #include "vhostpp/fd.h"
 #include "vhostpp/log.h"
-#include "vhostpp/memory.h"
 #include "vhostpp/server.h"
 #include "vhostpp/virtqueue.h"

@@ -19,9 +19,15 @@
 #include <vector>
 
 #include "vhostpp/fd.h"
-#include "vhostpp/memory.h"
 
 namespace vhostpp {
+
+/* Internal types (vhostpp/internal/), named here only by pointer or reference
+ * so that this installed header stands alone. */
+class GuestMemory;
+namespace wire {
+struct VringAddr;
+}
 
 class Virtqueue;
 
@@ -144,7 +150,7 @@ public:
 
 	/* ---- ring set-up, driven by the vhost-user session ---- */
 
-	/** \brief SET_VRING_NUM; throws wire::ProtocolError for a bad size. */
+	/** \brief SET_VRING_NUM; throws a protocol error for a bad size. */
 	void set_size(uint32_t num);
 	/** \brief SET_VRING_ADDR; translates and checks alignment and bounds. */
 	void set_addresses(const wire::VringAddr &addr, std::shared_ptr<const GuestMemory> memory);
@@ -194,7 +200,13 @@ private:
 	uint16_t size_ = 0;
 	Features features_;
 
-	wire::VringAddr addr_{};
+	/* The user addresses of SET_VRING_ADDR, kept to translate them again on remap(). */
+	struct UserAddrs {
+		uint64_t desc_user_addr;
+		uint64_t used_user_addr;
+		uint64_t avail_user_addr;
+	};
+	UserAddrs addr_{};
 	bool addr_known_ = false;
 	std::shared_ptr<const GuestMemory> memory_;
 	Desc *desc_ = nullptr;

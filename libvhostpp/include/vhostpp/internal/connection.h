@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "vhostpp/fd.h"
-#include "vhostpp/wire.h"
+#include "vhostpp/internal/wire.h"
 
 namespace vhostpp {
 
