@@ -177,6 +177,46 @@ private:
 	uint64_t response_gpa_;
 };
 
+/**
+ * \brief The guest's event queue: buffers it keeps queued, and the events it
+ * got (jack and control events are both 8 bytes).
+ */
+class EventQueue
+{
+public:
+	explicit EventQueue(SoundDriver &snd) : snd_(snd) {}
+
+	/** \brief Queue \a n more 8-byte buffers and kick. */
+	void queue(size_t n)
+	{
+		auto &q = snd_.queue(vs::kEventQueue);
+		for (size_t i = 0; i < n; i++) {
+			const uint64_t gpa = snd_.memory().allocate(sizeof(vs::Event), 8);
+			std::memset(snd_.memory().at(gpa, sizeof(vs::Event)).data(), 0xee, sizeof(vs::Event));
+			heads_[q.add({ { { gpa, sizeof(vs::Event), true } } })] = gpa;
+		}
+		q.kick();
+	}
+
+	/** \brief The next event, within \a timeout_ms; throws if its length is wrong. */
+	std::optional<vs::Event> next(int timeout_ms = 2000)
+	{
+		const auto used = snd_.queue(vs::kEventQueue).wait_used(timeout_ms);
+		if (!used)
+			return std::nullopt;
+		if (used->len != sizeof(vs::Event))
+			throw std::runtime_error(fmt::format("event of {} bytes", used->len));
+		vs::Event e;
+		std::memcpy(&e, snd_.memory().at(heads_.at(used->head), sizeof(e)).data(), sizeof(e));
+		heads_.erase(used->head);
+		return e;
+	}
+
+private:
+	SoundDriver &snd_;
+	std::map<uint16_t, uint64_t> heads_;
+};
+
 /** \brief A stream configuration, in virtio codes. */
 struct PcmConfig {
 	uint8_t format = vs::kFmtS16;

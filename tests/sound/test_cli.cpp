@@ -54,10 +54,12 @@ TEST_CASE("command line: defaults and every option", "[cli]")
 	CHECK_FALSE(r.options->input_enabled);
 	CHECK_FALSE(r.options->control_socket);
 	CHECK(r.options->log_level == spdlog::level::info);
+	CHECK_FALSE(r.options->controls);
 
 	r = parse({ "--socket", "/tmp/s", "--backend", "null", "--initial-streams", "output,input",
-		    "--control-socket", "/tmp/c", "--log-level", "debug" });
+		    "--control-socket", "/tmp/c", "--log-level", "debug", "--controls" });
 	REQUIRE(r.options);
+	CHECK(r.options->controls);
 	CHECK(r.options->input_enabled);
 	CHECK(r.options->output_enabled);
 	CHECK(*r.options->control_socket == "/tmp/c");

@@ -83,41 +83,6 @@ std::string summary(const json &e)
 	return kind;
 }
 
-/* The guest's event queue: buffers it keeps queued, and the events it got. */
-class EventQueue
-{
-public:
-	explicit EventQueue(SoundDriver &snd) : snd_(snd) {}
-
-	void queue(size_t n)
-	{
-		auto &q = snd_.queue(vs::kEventQueue);
-		for (size_t i = 0; i < n; i++) {
-			const uint64_t gpa = snd_.memory().allocate(sizeof(vs::Event), 8);
-			std::memset(snd_.memory().at(gpa, sizeof(vs::Event)).data(), 0xee, sizeof(vs::Event));
-			heads_[q.add({ { { gpa, sizeof(vs::Event), true } } })] = gpa;
-		}
-		q.kick();
-	}
-
-	/* The next event, within \a timeout_ms. */
-	std::optional<vs::Event> next(int timeout_ms = 2000)
-	{
-		const auto used = snd_.queue(vs::kEventQueue).wait_used(timeout_ms);
-		if (!used)
-			return std::nullopt;
-		REQUIRE(used->len == sizeof(vs::Event));
-		vs::Event e;
-		std::memcpy(&e, snd_.memory().at(heads_.at(used->head), sizeof(e)).data(), sizeof(e));
-		heads_.erase(used->head);
-		return e;
-	}
-
-private:
-	SoundDriver &snd_;
-	std::map<uint16_t, uint64_t> heads_;
-};
-
 /* The daemon with its control socket, a host user on it, and a guest driver. */
 struct Setup {
 	SoundDaemon daemon;

@@ -123,6 +123,8 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		 "(default: output)")
 		("streams", po::value<std::string>()->value_name("LIST"),
 		 "alias of --initial-streams")
+		("controls", "offer the guest mixer controls (VIRTIO_SND_F_CTLS): volume and "
+		 "switch per direction, the host microphone's state; needs QEMU's controls=on")
 		("control-socket", po::value<std::string>()->value_name("PATH"),
 		 "serve the control protocol (QUERY, SET, TOGGLE, STATUS, WATCH) on the Unix "
 		 "socket PATH")
@@ -221,6 +223,8 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		options.output_enabled = flags->first;
 		options.input_enabled = flags->second;
 	}
+
+	options.controls = vm.count("controls") > 0;
 
 	if (vm.count("control-socket")) {
 		options.control_socket = vm["control-socket"].as<std::string>();

@@ -51,6 +51,8 @@ struct CliOptions {
 	/** \brief --initial-streams (alias --streams); default "output". */
 	bool output_enabled = true;
 	bool input_enabled = false;
+	/** \brief --controls: offer VIRTIO_SND_F_CTLS (the guest's mixer controls). */
+	bool controls = false;
 	/** \brief --control-socket (or --name's default, unless systemd passed the sockets). */
 	std::optional<std::string> control_socket;
 	/** \brief --control-socket-mode (octal); 0600 unless given. */

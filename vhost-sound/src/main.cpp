@@ -96,6 +96,7 @@ int main(int argc, char *argv[])
 	SoundDevice::Options device_options;
 	device_options.output_enabled = options.output_enabled;
 	device_options.input_enabled = options.input_enabled;
+	device_options.controls = options.controls;
 	/* The disabled input's clock: the host capture device stays closed meanwhile. */
 	NullBackend silence(io);
 	SoundDevice device(*backend, silence, device_options);

@@ -47,13 +47,19 @@ size_t ByteRing::write(std::span<const uint8_t> in)
 
 std::array<std::span<const uint8_t>, 2> ByteRing::read_regions(size_t max)
 {
+	const auto regions = edit_regions(max);
+	return { regions[0], regions[1] };
+}
+
+std::array<std::span<uint8_t>, 2> ByteRing::edit_regions(size_t max)
+{
 	const uint64_t r = read_pos_.load(std::memory_order_relaxed);
 	const uint64_t w = write_pos_.load(std::memory_order_acquire);
 	const size_t n = std::min<size_t>(max, static_cast<size_t>(w - r));
 	const size_t start = static_cast<size_t>(r) & mask_;
 	const size_t first = std::min(n, capacity_ - start);
-	return { std::span<const uint8_t>(data_.get() + start, first),
-		 std::span<const uint8_t>(data_.get(), n - first) };
+	return { std::span<uint8_t>(data_.get() + start, first),
+		 std::span<uint8_t>(data_.get(), n - first) };
 }
 
 void ByteRing::commit_read(size_t n)

@@ -74,6 +74,12 @@ public:
 	size_t read(std::span<uint8_t> out);
 	/** \brief Up to \a max readable bytes as one or two spans, released with commit_read(). */
 	std::array<std::span<const uint8_t>, 2> read_regions(size_t max);
+	/**
+	 * \brief read_regions() for a consumer that changes the bytes in place
+	 * before it reads them (the device's capture gain): until commit_read()
+	 * they are the consumer's alone.
+	 */
+	std::array<std::span<uint8_t>, 2> edit_regions(size_t max);
 	/** \brief Release \a n bytes seen through read_regions() (or drop them unseen). */
 	void commit_read(size_t n);
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "device/sample_gain.h"
 #include "sound_log.h"
 
 namespace vhost_sound {
@@ -110,6 +111,7 @@ Status PcmStream::set_params(const virtio_snd::PcmSetParams &req)
 		close_host_stream();
 	}
 	params_ = params;
+	sample_bytes_ = virtio_snd::format_info(params.format)->sample_bytes;
 	state_ = State::ParamsSet;
 	logger().info("stream {} ({}): {} {} Hz {} ch, buffer {} B, period {} B", id_,
 		      virtio_snd::direction_name(direction_), virtio_snd::format_name(params.format),
@@ -366,10 +368,15 @@ bool PcmStream::pump_output(bool refill)
 		if (fill >= target)
 			break;
 		Pending &p = pending_[fully_read_];
-		const size_t want = std::min(target - fill, p.payload - p.done);
+		size_t want = std::min({ target - fill, p.payload - p.done, ring_->writable() });
+		/* Whole samples where the message has them, so that the gain below
+		 * sees every sample in one piece. */
+		if (p.payload - p.done >= sample_bytes_)
+			want -= want % sample_bytes_;
 		const uint64_t position = ring_->total_written();
 		size_t moved = 0;
-		for (const auto &region : ring_->write_regions(want)) {
+		const auto regions = ring_->write_regions(want);
+		for (const auto &region : regions) {
 			if (region.empty())
 				continue;
 			size_t got = 0;
@@ -382,6 +389,9 @@ bool PcmStream::pump_output(bool refill)
 		}
 		if (moved == 0)
 			break;
+		/* The guest's volume, below every back-end. */
+		if (enabled_)
+			apply_gain(params_->format, gain_, regions, position);
 		ring_->commit_write(moved);
 		p.done += moved;
 		if (p.done == p.payload) {
@@ -402,7 +412,11 @@ bool PcmStream::pump_input()
 		Pending &p = pending_.front();
 		uint64_t position = ring_->total_read();
 		size_t moved = 0;
-		for (const auto &region : ring_->read_regions(p.payload - p.done)) {
+		const auto regions = ring_->edit_regions(p.payload - p.done);
+		/* The guest's capture volume, below every back-end. */
+		if (enabled_)
+			apply_gain(params_->format, gain_, regions, position);
+		for (const auto &region : regions) {
 			if (region.empty())
 				continue;
 			if (enabled_) {

@@ -68,6 +68,10 @@ struct StreamTuning {
  * message (status OK; an input message with the bytes it got so far, the
  * spec's "end of stream" exception) before it returns.
  *
+ * Gain (set_gain(), the mixer's volume and switch): applied here too, with
+ * apply_gain() as output samples enter the ring and as captured bytes leave
+ * it; output moves whole samples into the ring where the message has them.
+ *
  * Enable flag: checked here, below every back-end. A disabled output puts
  * silence in the ring in place of the guest's samples (timing unchanged);
  * a disabled input gives the guest silence in place of the captured bytes.
@@ -172,6 +176,13 @@ public:
 	/** \brief Switch the enable flag; for input, swaps the host stream (see the class). */
 	void set_enabled(bool enabled);
 	bool enabled() const { return enabled_; }
+	/**
+	 * \brief The gain, in percent, applied to every sample between the guest
+	 * and the back-end (sample_gain.h; the mixer's volume and switch). From
+	 * the next byte moved on; 0 gives silence at the stream's normal pace.
+	 */
+	void set_gain(uint32_t percent) { gain_ = percent; }
+	uint32_t gain() const { return gain_; }
 
 	Stats stats() const;
 
@@ -218,6 +229,9 @@ private:
 	const PcmCapabilities caps_;
 	const StreamTuning tuning_;
 	bool enabled_;
+	uint32_t gain_ = 100;
+	/* Bytes per sample of params_' format (1 before SET_PARAMS). */
+	size_t sample_bytes_ = 1;
 
 	State state_ = State::Idle;
 	std::optional<PcmParams> params_;

@@ -14,7 +14,8 @@ using vhostpp::Virtqueue;
 SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Options &options)
 	: backend_(backend),
 	  chmaps_(channel_maps(backend.capabilities(Direction::Output),
-			       backend.capabilities(Direction::Input)))
+			       backend.capabilities(Direction::Input))),
+	  mixer_(options.input_enabled), controls_offered_(options.controls)
 {
 	streams_[kOutputStream] = std::make_unique<PcmStream>(kOutputStream, Direction::Output, backend,
 							      silence, options.output_enabled,
@@ -25,7 +26,7 @@ SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Opt
 	config_.jacks = Jacks::kCount;
 	config_.streams = kNumStreams;
 	config_.chmaps = static_cast<uint32_t>(chmaps_.size());
-	config_.controls = 0;
+	config_.controls = options.controls ? uint32_t{Mixer::kCount} : 0;
 	jacks_.set_connected(Jacks::kLineOut, options.output_enabled);
 	jacks_.set_connected(Jacks::kMicrophone, options.input_enabled);
 	for (auto &stream : streams_)
@@ -33,6 +34,14 @@ SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Opt
 }
 
 SoundDevice::~SoundDevice() = default;
+
+uint64_t SoundDevice::features() const
+{
+	/* Only when asked for: QEMU hands the guest every feature the back-end
+	 * offers, also without controls=on, and then answers the driver's read
+	 * of `controls` (beyond its 12-byte config space) with all ones. */
+	return controls_offered_ ? uint64_t{1} << kFeatureCtls : 0;
+}
 
 bool SoundDevice::read_config(uint32_t offset, std::span<uint8_t> out)
 {
@@ -99,10 +108,14 @@ void SoundDevice::reset()
 	}
 	jacks_.reset();
 	events_.clear();
-	/* A new driver reads the jacks' state with JACK_INFO. */
+	/* A new driver reads the jacks' state with JACK_INFO, the controls' with CTL_READ. */
 	jack_events_.clear();
+	ctl_events_.clear();
 	queues_ = {};
 	features_ = 0;
+	for (const uint32_t id : mixer_.reset())
+		control_changed(id, false);
+	ctl_events_.clear();
 	report_state_changes();
 }
 
@@ -156,6 +169,8 @@ void SoundDevice::set_enabled(Direction direction, bool enabled)
 	jack_changed(direction, enabled);
 	if (observer_)
 		observer_->enabled_changed(direction, enabled);
+	if (direction == Direction::Input && mixer_.set(Mixer::kHostMicrophone, enabled ? 1 : 0))
+		control_changed(Mixer::kHostMicrophone, false);
 	/* An input whose host stream could not be swapped is released. */
 	report_state_changes();
 }
@@ -170,18 +185,47 @@ void SoundDevice::jack_changed(Direction direction, bool connected)
 		waiting->second = connected;
 	else
 		jack_events_.emplace_back(jack, connected);
-	send_jack_events();
+	send_events();
 }
 
-void SoundDevice::send_jack_events()
+bool SoundDevice::set_control(uint32_t id, uint32_t value)
+{
+	if (id >= Mixer::kCount || !mixer_.set(id, value))
+		return false;
+	logger().info("mixer: the host set {} to {}", Mixer::name(id), mixer_.value(id));
+	control_changed(id, false);
+	return true;
+}
+
+void SoundDevice::control_changed(uint32_t id, bool by_guest)
+{
+	for (auto &stream : streams_)
+		stream->set_gain(mixer_.gain(stream->direction()));
+	if (controls_negotiated() &&
+	    std::find(ctl_events_.begin(), ctl_events_.end(), id) == ctl_events_.end())
+		ctl_events_.push_back(id);
+	if (observer_)
+		observer_->mixer_changed(id, mixer_.value(id), by_guest);
+	send_events();
+}
+
+void SoundDevice::send_events()
 {
 	Virtqueue *queue = queues_[kEventQueue];
-	if (!queue || jack_events_.empty() || events_.empty())
+	if (!queue || (jack_events_.empty() && ctl_events_.empty()) || events_.empty())
 		return;
 	while (!jack_events_.empty() && !events_.empty()) {
 		const auto [jack, connected] = jack_events_.front();
 		jack_events_.pop_front();
 		const Event event{ { connected ? kEvtJackConnected : kEvtJackDisconnected }, jack };
+		events_.front().write_object(0, event);
+		queue->push(events_.front(), sizeof(event));
+		events_.pop_front();
+	}
+	while (!ctl_events_.empty() && !events_.empty()) {
+		const CtlEvent event{ { kEvtCtlNotify }, static_cast<uint16_t>(ctl_events_.front()),
+				      static_cast<uint16_t>(1u << kCtlEvtMaskValue) };
+		ctl_events_.pop_front();
 		events_.front().write_object(0, event);
 		queue->push(events_.front(), sizeof(event));
 		events_.pop_front();
@@ -276,6 +320,27 @@ Status SoundDevice::handle_control(const DescriptorChain &chain, size_t &written
 	case kPcmStart:
 	case kPcmStop:
 		return handle_pcm(chain, hdr->code);
+	case kCtlInfo:
+	case kCtlEnumItems:
+	case kCtlRead:
+	case kCtlWrite:
+	case kCtlTlvRead:
+	case kCtlTlvWrite:
+	case kCtlTlvCommand: {
+		if (!controls_negotiated()) {
+			if (control_log_.allow())
+				logger().warn("{}: VIRTIO_SND_F_CTLS was not negotiated", request_name(hdr->code));
+			return Status::NotSupp;
+		}
+		if (hdr->code == kCtlInfo)
+			return handle_query<CtlInfo>(
+				chain, Mixer::kCount, [this](uint32_t id) { return mixer_.info(id); }, written);
+		std::vector<uint32_t> changed;
+		const Status status = mixer_.handle(chain, hdr->code, written, changed);
+		for (const uint32_t id : changed)
+			control_changed(id, true);
+		return status;
+	}
 	default:
 		if (control_log_.allow())
 			logger().warn("control request code {:#x} is not supported", hdr->code);
@@ -402,12 +467,12 @@ void SoundDevice::process_events(Virtqueue &queue)
 			returned = true;
 			continue;
 		}
-		/* Kept for jack and xrun events. */
+		/* Kept for jack and control events. */
 		events_.push_back(std::move(*chain));
 	}
 	if (returned)
 		queue.notify();
-	send_jack_events();
+	send_events();
 }
 
 /* ---- tx and rx queues ---- */

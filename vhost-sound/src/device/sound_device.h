@@ -13,6 +13,7 @@
 #include <vhostpp/device.h>
 
 #include "audio/audio_backend.h"
+#include "device/mixer.h"
 #include "device/pcm_stream.h"
 #include "sound_log.h"
 #include "device/topology.h"
@@ -36,6 +37,13 @@ public:
 	virtual void guest_connected(bool connected) = 0;
 	/** \brief The back-end failed for stream \a id; \a what says how. */
 	virtual void backend_error(uint32_t id, const std::string &what) = 0;
+	/** \brief Mixer control \a id (Mixer::Control) now has \a value; \a by_guest: a CTL_WRITE. */
+	virtual void mixer_changed(uint32_t id, uint32_t value, bool by_guest)
+	{
+		(void)id;
+		(void)value;
+		(void)by_guest;
+	}
 };
 
 /**
@@ -54,7 +62,8 @@ public:
  * |   period_bytes 0, period not dividing buffer, not whole frames    |          |
  * | transition the command lifecycle does not allow                   | BAD_MSG  |
  * | JACK_REMAP association or sequence over 15                        | BAD_MSG  |
- * | unknown request code (incl. CTL_*, VIRTIO_SND_F_CTLS not offered) | NOT_SUPP |
+ * | unknown request code; CTL_* while VIRTIO_SND_F_CTLS not negotiated | NOT_SUPP |
+ * | CTL_* requests: see Mixer                                         |          |
  * | SET_PARAMS: format, rate, channels or feature not advertised;     | NOT_SUPP |
  * |   buffer_bytes over the limit                                     |          |
  * | back-end refused to open (PREPARE) or start (START) the stream    | IO_ERR   |
@@ -71,6 +80,14 @@ public:
  * for its jack (line out, microphone), enabling JACK_CONNECTED, and
  * JACK_INFO reports the current state. With no event buffer at hand the
  * latest state of each jack waits for the next one the driver queues.
+ *
+ * Controls (Options::controls, the daemon's `--controls`): the device then
+ * offers VIRTIO_SND_F_CTLS and its config space reports Mixer::kCount
+ * controls (bytes 12..15, which only a 16-byte read — QEMU's
+ * `controls=on` — reaches). A change of a control's value, by the host or
+ * by a guest's CTL_WRITE, sends CTL_NOTIFY (mask VALUE) once the driver
+ * negotiated the feature; like jack events, a change waits for an event
+ * buffer, one per control. The mixer's gains are applied by the streams.
  */
 class SoundDevice : public vhostpp::Device
 {
@@ -83,6 +100,8 @@ public:
 		/** \brief Initial enable flags (the control socket changes them at run time). */
 		bool output_enabled = true;
 		bool input_enabled = false;
+		/** \brief Offer VIRTIO_SND_F_CTLS and the mixer's controls. */
+		bool controls = false;
 		StreamTuning tuning;
 	};
 
@@ -97,7 +116,8 @@ public:
 	/* ---- vhostpp::Device ---- */
 
 	unsigned num_queues() const override { return virtio_snd::kNumQueues; }
-	/** \brief 16 bytes: jacks, streams, chmaps, controls (0: VIRTIO_SND_F_CTLS not offered). */
+	/** \brief VIRTIO_SND_F_CTLS with Options::controls, nothing otherwise. */
+	uint64_t features() const override;
 	/*
 	 * A driver's I/O buffers complete in the order they came (one stream per
 	 * direction, FIFO), and event buffers are used in order: so buffers held
@@ -106,6 +126,7 @@ public:
 	 * queue breaks the order, and then only its own queue.
 	 */
 	bool queue_in_order(unsigned) const override { return true; }
+	/** \brief 16 bytes: jacks, streams, chmaps, controls (0 without Options::controls). */
 	uint32_t config_size() const override { return sizeof(virtio_snd::Config); }
 	bool read_config(uint32_t offset, std::span<uint8_t> out) override;
 	void queue_started(vhostpp::Virtqueue &queue) override;
@@ -139,6 +160,18 @@ public:
 	const Jacks &jacks() const { return jacks_; }
 	/** \brief Jack events waiting for an event buffer. */
 	size_t pending_jack_events() const { return jack_events_.size(); }
+	/** \brief The card's controls (their values also with controls not offered). */
+	const Mixer &mixer() const { return mixer_; }
+	/** \brief True if the driver accepted VIRTIO_SND_F_CTLS. */
+	bool controls_negotiated() const { return (features_ >> virtio_snd::kFeatureCtls) & 1; }
+	/**
+	 * \brief The host sets control \a id (Mixer::Control) to \a value (clamped
+	 * to its range): applied at once, the guest notified, the observer told.
+	 * False if the value was already that.
+	 */
+	bool set_control(uint32_t id, uint32_t value);
+	/** \brief Control events waiting for an event buffer. */
+	size_t pending_control_events() const { return ctl_events_.size(); }
 	/** \brief Tell \a observer (nullptr: nobody) of changes; it outlives the device or is unset first. */
 	void set_observer(DeviceObserver *observer) { observer_ = observer; }
 
@@ -163,8 +196,10 @@ private:
 	void report_state_changes();
 	/* Queue the jack event for \a direction's new state and send what can be sent. */
 	void jack_changed(Direction direction, bool connected);
-	/* Use kept event buffers for waiting jack events. */
-	void send_jack_events();
+	/* Use kept event buffers for waiting jack and control events. */
+	void send_events();
+	/* Control \a id changed: gains to the streams, CTL_NOTIFY queued, observer told. */
+	void control_changed(uint32_t id, bool by_guest);
 
 	AudioBackend &backend_;
 	std::array<std::unique_ptr<PcmStream>, kNumStreams> streams_;
@@ -176,6 +211,10 @@ private:
 	std::deque<vhostpp::DescriptorChain> events_;
 	/* Jack events waiting for a buffer, oldest first, one per jack (its latest state). */
 	std::deque<std::pair<uint32_t, bool>> jack_events_;
+	/* Control ids whose CTL_NOTIFY waits for a buffer, each once. */
+	std::deque<uint32_t> ctl_events_;
+	Mixer mixer_;
+	const bool controls_offered_;
 
 	DeviceObserver *observer_ = nullptr;
 	std::array<PcmStream::State, kNumStreams> reported_states_{};

@@ -41,6 +41,20 @@ std::string_view request_name(uint32_t code) noexcept
 		return "PCM_STOP";
 	case kChmapInfo:
 		return "CHMAP_INFO";
+	case kCtlInfo:
+		return "CTL_INFO";
+	case kCtlEnumItems:
+		return "CTL_ENUM_ITEMS";
+	case kCtlRead:
+		return "CTL_READ";
+	case kCtlWrite:
+		return "CTL_WRITE";
+	case kCtlTlvRead:
+		return "CTL_TLV_READ";
+	case kCtlTlvWrite:
+		return "CTL_TLV_WRITE";
+	case kCtlTlvCommand:
+		return "CTL_TLV_COMMAND";
 	default:
 		return "UNKNOWN";
 	}

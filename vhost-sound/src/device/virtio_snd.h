@@ -33,7 +33,7 @@ enum Queue : unsigned {
 	kNumQueues = 4,
 };
 
-/** \brief VIRTIO_SND_F_CTLS: control elements (not offered by this device). */
+/** \brief VIRTIO_SND_F_CTLS: control elements (offered with `--controls`, see mixer.h). */
 constexpr unsigned kFeatureCtls = 0;
 
 /** \brief Request, event and status codes. */
@@ -50,7 +50,14 @@ enum Code : uint32_t {
 
 	kChmapInfo = 0x0200,
 
-	kCtlInfo = 0x0300, /* .. 0x0306, need VIRTIO_SND_F_CTLS */
+	/* Control elements: need VIRTIO_SND_F_CTLS. */
+	kCtlInfo = 0x0300,
+	kCtlEnumItems = 0x0301,
+	kCtlRead = 0x0302,
+	kCtlWrite = 0x0303,
+	kCtlTlvRead = 0x0304,
+	kCtlTlvWrite = 0x0305,
+	kCtlTlvCommand = 0x0306,
 
 	kEvtJackConnected = 0x1000,
 	kEvtJackDisconnected = 0x1001,
@@ -274,6 +281,104 @@ struct ChmapInfo {
 	uint8_t positions[kChmapMaxSize];
 };
 static_assert(sizeof(ChmapInfo) == 24);
+
+/* ---- control elements ---- */
+
+struct CtlHdr {
+	Hdr hdr;
+	uint32_t control_id;
+};
+static_assert(sizeof(CtlHdr) == 8);
+
+/** \brief Control roles (VIRTIO_SND_CTL_ROLE_*). */
+enum CtlRole : uint32_t {
+	kCtlRoleUndefined = 0,
+	kCtlRoleVolume,
+	kCtlRoleMute,
+	kCtlRoleGain,
+};
+
+/** \brief Control value types (VIRTIO_SND_CTL_TYPE_*). */
+enum CtlType : uint32_t {
+	kCtlTypeBoolean = 0,
+	kCtlTypeInteger,
+	kCtlTypeInteger64,
+	kCtlTypeEnumerated,
+	kCtlTypeBytes,
+	kCtlTypeIec958,
+};
+
+/** \brief Bit numbers of virtio_snd_ctl_info.access (VIRTIO_SND_CTL_ACCESS_*). */
+enum CtlAccess : unsigned {
+	kCtlAccessRead = 0,
+	kCtlAccessWrite,
+	kCtlAccessVolatile,
+	kCtlAccessInactive,
+	kCtlAccessTlvRead,
+	kCtlAccessTlvWrite,
+	kCtlAccessTlvCommand,
+};
+
+constexpr size_t kCtlNameSize = 44;
+
+struct CtlInfo {
+	Info hdr;
+	uint32_t role;
+	uint32_t type;
+	uint32_t access;
+	uint32_t count;
+	uint32_t index;
+	char name[kCtlNameSize];
+	/* The union's 64-bit member aligns it to 8: 4 bytes of padding before. */
+	uint32_t padding;
+	union {
+		struct {
+			uint32_t min;
+			uint32_t max;
+			uint32_t step;
+		} integer;
+		struct {
+			uint64_t min;
+			uint64_t max;
+			uint64_t step;
+		} integer64;
+		struct {
+			uint32_t items;
+		} enumerated;
+	} value;
+};
+static_assert(sizeof(CtlInfo) == 96);
+
+struct CtlEnumItem {
+	char item[64];
+};
+static_assert(sizeof(CtlEnumItem) == 64);
+
+/** \brief virtio_snd_ctl_value: 512 bytes whatever the type (integer[128] etc.). */
+struct CtlValue {
+	uint32_t integer[128];
+};
+static_assert(sizeof(CtlValue) == 512);
+
+/** \brief Bits of virtio_snd_ctl_event.mask (VIRTIO_SND_CTL_EVT_MASK_*). */
+enum CtlEventMask : unsigned {
+	kCtlEvtMaskValue = 0,
+	kCtlEvtMaskInfo,
+	kCtlEvtMaskTlv,
+};
+
+struct CtlEvent {
+	Hdr hdr;
+	uint16_t control_id;
+	uint16_t mask;
+};
+static_assert(sizeof(CtlEvent) == sizeof(Event));
+
+/** \brief ALSA TLV types (SNDRV_CTL_TLVT_*) that CTL_TLV_READ returns. */
+constexpr uint32_t kTlvDbScale = 1;
+constexpr uint32_t kTlvDbLinear = 2;
+/** \brief SNDRV_CTL_TLVD_DB_GAIN_MUTE: "minus infinity" in 0.01 dB. */
+constexpr int32_t kTlvDbGainMute = -9999999;
 
 /* ---- configuration space ---- */
 
