@@ -530,6 +530,60 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 	CHECK(count_lines(log, "again; 1 stream(s) back on PipeWire") == 1);
 }
 
+TEST_CASE("output disabled: the node goes inactive and the guest keeps its pace; enabled: active again",
+	  "[pipewire]")
+{
+	PipeWireSession pw;
+	VhostSound daemon(pw, { "--name", "vm" });
+	const std::string node = "vhost-sound.output.vm";
+	const PcmConfig c = stereo48k(vs::kFmtS16);
+	const size_t periods = 5 * 48000 / 2048; /* 5 s */
+	const double nominal = frames_of(c, periods) / 48000.0;
+	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
+	SoundDriver snd(driver);
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, c);
+
+	auto state = [&] {
+		const auto found = PipeWireSession::nodes(pw.dump(), node);
+		return found.size() == 1 ? found[0]["info"].value("state", "") : std::string("(no node)");
+	};
+	const auto t0 = Clock::now();
+	auto play = std::async(std::launch::async, [&] { return pcm.play(periods, pattern_source(c.format)); });
+	PipeWireSession::wait_until("the output node running", 5s, [&] { return state() == "running"; });
+	PipeWireSession::wait_until("1 s of playback", 5s, [&] { return Clock::now() > t0 + 1s; });
+
+	const std::string off = daemon.ask("SET output off");
+	std::string while_off;
+	PipeWireSession::wait_until("the output node not running", 3s, [&] {
+		while_off = state();
+		return while_off != "running";
+	});
+	/* It stays so: PipeWire does not drive it, the daemon's clock does. */
+	const auto t_off = Clock::now();
+	std::vector<std::string> states_off;
+	while (Clock::now() < t_off + 1500ms) {
+		states_off.push_back(state());
+		std::this_thread::sleep_for(100ms);
+	}
+	const std::string on = daemon.ask("SET output on");
+	PipeWireSession::wait_until("the output node running again", 3s, [&] { return state() == "running"; });
+	const PcmRun run = play.get();
+	INFO(pw.logs());
+
+	CHECK(off == "OK output off");
+	CHECK(on == "OK output on");
+	INFO("node state while output was off: " << while_off);
+	CHECK(std::count(states_off.begin(), states_off.end(), "running") == 0);
+	CHECK(std::count(states_off.begin(), states_off.end(), "(no node)") == 0);
+	/* The guest's TX completions kept real time through it: never early,
+	 * at most a generous second late on a loaded machine. */
+	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+	INFO("played " << run.seconds << " s for " << nominal << " s of audio");
+	CHECK(run.seconds >= nominal - 0.05);
+	CHECK(run.seconds <= nominal + 1.0);
+	INFO(daemon.stop());
+}
+
 TEST_CASE("500 PREPAREs leave one node per direction; RELEASE removes it", "[pipewire]")
 {
 	PipeWireSession pw;

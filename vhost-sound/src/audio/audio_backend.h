@@ -100,6 +100,13 @@ public:
 	virtual bool start() = 0;
 	/** \brief Stop moving audio; the ring's contents stay for a later start(). */
 	virtual void stop() = 0;
+	/**
+	 * \brief The output's enable flag (called after open() and at every
+	 * change). While disabled the device writes silence into the ring; a
+	 * back-end may idle its host stream meanwhile, but the ring must still
+	 * be consumed at the stream's pace. Default: nothing changes.
+	 */
+	virtual void set_output_enabled(bool enabled) { (void)enabled; }
 
 	/**
 	 * \brief Bytes inside the back-end, outside the ring: for output,

@@ -142,6 +142,8 @@ Status PcmStream::prepare()
 	close_host_stream();
 	ring_ = std::move(ring);
 	host_ = std::move(host);
+	if (direction_ == Direction::Output)
+		host_->set_output_enabled(enabled_);
 
 	/* Messages kept across a repeated PREPARE were never read (not started). */
 	for (Pending &p : pending_) {
@@ -160,8 +162,12 @@ void PcmStream::set_enabled(bool enabled)
 	if (enabled == enabled_)
 		return;
 	enabled_ = enabled;
-	if (direction_ != Direction::Input)
+	if (direction_ != Direction::Input) {
+		/* The device silences a disabled output; the back-end may idle. */
+		if (host_)
+			host_->set_output_enabled(enabled_);
 		return;
+	}
 	if (!enabled_)
 		silence_partial_input();
 	if (host_)

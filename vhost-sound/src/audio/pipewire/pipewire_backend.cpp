@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <mutex>
+#include <thread>
 
 #include <pipewire/pipewire.h>
 #include <spa/param/audio/format-utils.h>
@@ -196,11 +197,12 @@ public:
 		running_ = true;
 		/* A drain still under way just ends: the node is still active. */
 		draining_.store(false, std::memory_order_release);
-		if (pw_) {
+		if (pw_ && enabled_) {
 			ThreadLoopLock lock(backend_.thread_loop_);
 			pw_stream_set_active(pw_, true);
 			return true;
 		}
+		/* Not on PipeWire, or a disabled output: the daemon's clock keeps the pace. */
 		return fallback_->start();
 	}
 
@@ -212,7 +214,7 @@ public:
 	void stop() override
 	{
 		running_ = false;
-		if (pw_) {
+		if (pw_ && enabled_) {
 			if (params_.direction == Direction::Output) {
 				drain_cycles_.store(0, std::memory_order_relaxed);
 				draining_.store(true, std::memory_order_release);
@@ -225,9 +227,36 @@ public:
 		fallback_->stop();
 	}
 
+	/*
+	 * A disabled output's node goes inactive (the host shows it paused and
+	 * PipeWire stops calling process), and the ring, silence only now, is
+	 * consumed by the daemon's clock; enabled again, PipeWire takes over.
+	 */
+	void set_output_enabled(bool enabled) override
+	{
+		if (enabled == enabled_)
+			return;
+		enabled_ = enabled;
+		if (!pw_ || !running_)
+			return; /* The clock runs already (no PipeWire), or nothing runs. */
+		if (!enabled) {
+			{
+				ThreadLoopLock lock(backend_.thread_loop_);
+				pw_stream_set_active(pw_, false);
+			}
+			release_ring();
+			fallback_->start();
+		} else {
+			fallback_->stop();
+			paused_.store(false, std::memory_order_seq_cst);
+			ThreadLoopLock lock(backend_.thread_loop_);
+			pw_stream_set_active(pw_, true);
+		}
+	}
+
 	uint32_t delay_bytes() const override
 	{
-		if (!pw_)
+		if (!pw_ || (!enabled_ && running_))
 			return fallback_->delay_bytes();
 		pw_time time{};
 		if (pw_stream_get_time_n(pw_, &time, sizeof(time)) < 0 || time.rate.denom == 0)
@@ -260,6 +289,9 @@ public:
 		if (!pw_)
 			return fmt::format("pipewire {} '{}' (PipeWire away: {})", what, node_name_,
 					   fallback_->describe());
+		if (!enabled_)
+			return fmt::format("pipewire {} '{}' inactive while disabled ({})", what, node_name_,
+					   fallback_->describe());
 		const auto state = static_cast<pw_stream_state>(state_.load(std::memory_order_relaxed));
 		return fmt::format("pipewire {} '{}' {} quantum {}/{}", what, node_name_,
 				   pw_stream_state_as_string(state), quantum_, params_.rate_hz());
@@ -272,10 +304,13 @@ public:
 	{
 		if (pw_)
 			return;
-		/* The clock must be quiet before PipeWire's thread takes the ring. */
+		/* The clock must be quiet before PipeWire's thread takes the ring
+		 * (a disabled output's node is created inactive and keeps the clock). */
 		fallback_->stop();
-		if (!create_pw_stream(core) && running_)
-			fallback_->start();
+		if (!create_pw_stream(core) || !enabled_) {
+			if (running_)
+				fallback_->start();
+		}
 	}
 
 	/* With the thread loop locked: PipeWire is gone; keep the pace on the clock. */
@@ -284,7 +319,7 @@ public:
 		if (!pw_)
 			return;
 		destroy_pw_stream();
-		if (running_)
+		if (running_ && enabled_) /* A disabled output's clock runs already. */
 			fallback_->start();
 	}
 
@@ -343,9 +378,10 @@ private:
 		auto flags = static_cast<pw_stream_flags>(PW_STREAM_FLAG_AUTOCONNECT |
 							  PW_STREAM_FLAG_MAP_BUFFERS |
 							  PW_STREAM_FLAG_RT_PROCESS);
-		/* Stopped streams show as inactive on the host. */
-		if (!running_)
+		/* Stopped streams and a disabled output show as inactive on the host. */
+		if (!running_ || !enabled_)
 			flags = static_cast<pw_stream_flags>(flags | PW_STREAM_FLAG_INACTIVE);
+		paused_.store(!enabled_, std::memory_order_seq_cst);
 		state_.store(PW_STREAM_STATE_CONNECTING, std::memory_order_relaxed);
 		draining_.store(false, std::memory_order_relaxed);
 		drained_.store(false, std::memory_order_relaxed);
@@ -385,10 +421,30 @@ private:
 		}
 	}
 
+	/*
+	 * The data thread gives the ring up to the daemon's clock (a disabled
+	 * output): after set_active(false) a cycle may still be running, so
+	 * paused_ is raised and the loop waits for in_process_ to drop. Both
+	 * sequentially consistent: either the cycle sees paused_ and leaves the
+	 * ring alone, or the loop sees in_process_ and waits for the cycle (a
+	 * memcpy of one quantum) to end.
+	 */
+	void release_ring()
+	{
+		paused_.store(true, std::memory_order_seq_cst);
+		while (in_process_.load(std::memory_order_seq_cst))
+			std::this_thread::yield();
+	}
+
 	/* PipeWire's real-time data thread: no lock, no allocation, no log, no guest memory. */
 	static void on_process(void *data)
 	{
 		auto *self = static_cast<PipeWireStream *>(data);
+		self->in_process_.store(true, std::memory_order_seq_cst);
+		struct Leave {
+			std::atomic<bool> &flag;
+			~Leave() { flag.store(false, std::memory_order_seq_cst); }
+		} leave{ self->in_process_ };
 		pw_buffer *buffer = pw_stream_dequeue_buffer(self->pw_);
 		if (!buffer)
 			return;
@@ -416,8 +472,11 @@ private:
 		const bool draining = draining_.load(std::memory_order_acquire);
 		if (draining && drain_cycles_.fetch_add(1, std::memory_order_relaxed) + 1 == kDrainCycles)
 			drained_.store(true, std::memory_order_release);
-		/* Stopped: the ring's bytes wait for the next start. */
-		const size_t have = draining ? 0 : std::min(ring_.readable() / frame_bytes_ * frame_bytes_, want);
+		/* Stopped: the ring's bytes wait for the next start; paused (a
+		 * disabled output): the daemon's clock has the ring. */
+		const bool paused = paused_.load(std::memory_order_seq_cst);
+		const size_t have = draining || paused ? 0
+						       : std::min(ring_.readable() / frame_bytes_ * frame_bytes_, want);
 		size_t copied = 0;
 		for (const auto &region : ring_.read_regions(have)) {
 			std::memcpy(out + copied, region.data(), region.size());
@@ -428,7 +487,7 @@ private:
 		 * cycle is there: a short or stale chunk would replay old data. */
 		if (have < want)
 			virtio_snd::fill_silence(params_.format, out + have, want - have, have);
-		if (!draining)
+		if (!draining && !paused)
 			count_xrun(have < want);
 
 		d.chunk->offset = 0;
@@ -491,6 +550,8 @@ private:
 	std::unique_ptr<BackendStream> fallback_;
 
 	bool running_ = false;
+	/* The output's enable flag (set_output_enabled()); inputs are always enabled here. */
+	bool enabled_ = true;
 	pw_stream *pw_ = nullptr;
 	spa_hook stream_hook_{};
 
@@ -504,6 +565,10 @@ private:
 	std::atomic<bool> draining_{ false };
 	std::atomic<uint32_t> drain_cycles_{ 0 };
 	std::atomic<bool> drained_{ false };
+
+	/* See release_ring(). */
+	std::atomic<bool> paused_{ false };
+	std::atomic<bool> in_process_{ false };
 
 	std::atomic<bool> failed_{ false };
 	std::mutex error_mutex_;
