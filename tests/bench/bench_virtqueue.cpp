@@ -17,10 +17,6 @@
  *
  * Usage: bench_virtqueue [--chains N] [--reps R] [--quick]
  */
-#include <poll.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -30,10 +26,9 @@
 #include <vector>
 
 #include <vhostpp/frontend.h>
-#include <vhostpp/internal/memory.h>
-#include <vhostpp/internal/wire.h>
 #include <vhostpp/virtqueue.h>
 
+#include "bench_ring.h"
 #include "bench_util.h"
 
 using namespace vhostpp;
@@ -56,26 +51,6 @@ struct Config {
 	bool event_idx;
 	unsigned batch;
 };
-
-/* CPU seconds of the calling thread. */
-double thread_cpu_s()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-/* Wait for an eventfd to be readable and drain it; false on timeout. */
-bool wait_fd(int fd, int timeout_ms)
-{
-	pollfd p{fd, POLLIN, 0};
-	if (poll(&p, 1, timeout_ms) != 1)
-		return false;
-	uint64_t v;
-	if (read(fd, &v, sizeof v) < 0)
-		return false;
-	return true;
-}
 
 /*
  * The floor: the least a consumer of a split ring must do. It reads the
@@ -210,8 +185,10 @@ struct Result {
 /* One repetition: \a chains chains through a fresh ring, device \a floor or the library. */
 Result run(const Config &c, unsigned long chains, bool floor)
 {
-	DriverMemory mem(4 << 20, 0x40000000);
-	DriverQueue dq(mem, 0, kQueueSize);
+	BenchRing ring(kQueueSize, c.event_idx, c.shape.indirect);
+	DriverMemory &mem = ring.mem;
+	DriverQueue &dq = ring.dq;
+	Virtqueue &vq = ring.vq;
 	/* Buffers for every slot, laid out once; chains reuse them. */
 	std::vector<std::vector<DriverBuffer>> slots(kQueueSize);
 	for (auto &s : slots)
@@ -220,24 +197,13 @@ Result run(const Config &c, unsigned long chains, bool floor)
 			s.push_back({mem.allocate(kBufferBytes, 64), kBufferBytes, writable});
 		}
 
-	/* The device's own view: the memfd mapped again, as a back-end process maps it. */
-	auto region = MappedRegion::map(mem.region(), mem.fd());
-	auto gm = std::make_shared<const GuestMemory>(
-		std::vector<std::shared_ptr<const MappedRegion>>{region});
-	Virtqueue vq(0, kQueueSize);
-	vq.set_size(kQueueSize);
-	vq.set_base(0);
-	vq.set_addresses(dq.addresses(), gm);
-	vq.set_features({c.event_idx, c.shape.indirect, false});
-	vq.set_call(EventFd(dq.call_fd().unique_fd().duplicate()));
-	vq.new_generation();
-	FloorConsumer fc(region->host(), mem.guest_base(), dq, c.event_idx);
+	FloorConsumer fc(ring.region->host(), mem.guest_base(), dq, c.event_idx);
 
 	std::atomic<bool> stop{false};
 	std::atomic<unsigned long> device_done{0};
 	std::string device_error;
-	int kick_fd = dq.kick_fd().unique_fd().get();
-	int call_fd = dq.call_fd().unique_fd().get();
+	int kick_fd = ring.kick_fd();
+	int call_fd = ring.call_fd();
 
 	double device_cpu = 0;
 	double consume = 0;
@@ -245,7 +211,7 @@ Result run(const Config &c, unsigned long chains, bool floor)
 		double cpu0 = thread_cpu_s();
 		unsigned long done = 0;
 		while (!stop.load(std::memory_order_relaxed)) {
-			if (!wait_fd(kick_fd, kWaitMs)) {
+			if (!wait_eventfd(kick_fd, kWaitMs)) {
 				if (!stop.load())
 					device_error = "device: no kick for 2 s";
 				break;
@@ -295,7 +261,7 @@ Result run(const Config &c, unsigned long chains, bool floor)
 				used++;
 				continue;
 			}
-			if (!wait_fd(call_fd, kWaitMs)) {
+			if (!wait_eventfd(call_fd, kWaitMs)) {
 				r.error = "driver: no completion for 2 s (" + std::to_string(used) +
 					  " of " + std::to_string(chains) + " chains back)";
 				break;
