@@ -153,7 +153,7 @@ bool bench_one(const std::string &command, double seconds, unsigned reps, unsign
 	}
 	std::printf("  density: %u of %u daemons listening %.0f ms after starting them at once; "
 		    "total RSS anon %ld KiB (%.0f each), file %ld KiB (shared pages counted in "
-		    "each); idle over %.0f s: total CPU %.3f s, %.2f wake-ups/s in all\n",
+		    "each); idle over %.1f s: total CPU %.3f s, %.2f wake-ups/s in all\n",
 		    up, count, all_up, anon, double(anon) / count, file, density_seconds, cpu,
 		    wake / density_seconds);
 	return up == count;

@@ -40,7 +40,7 @@ constexpr int kWaitMs = 2000;
 /* Round trips through two eventfds; returns round trips per second. */
 double eventfd_round_trips(unsigned long n)
 {
-	EventFd a, b;
+	EventFd a = EventFd::create(), b = EventFd::create();
 	int fa = a.unique_fd().get(), fb = b.unique_fd().get();
 	std::thread peer([&] {
 		for (unsigned long i = 0; i < n; i++) {
