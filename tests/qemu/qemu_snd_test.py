@@ -14,6 +14,9 @@ One daemon serves three QEMUs in a row (TCG, never KVM):
           on, off and switched off mid-recording, back-to-back streams, QMP
           stop/cont in the middle of a play;
   boot 2  a second QEMU on the same daemon, with controls=on: probes, plays;
+          then a daemon of its own with --controls and a QEMU with
+          controls=on: the guest's amixer shows the mixer controls, a
+          volume of 50 halves the samples, the host's input toggle shows;
   boot 3  the reconnect recipe (-S, reconnect-ms, device_add over QMP): the
           guest plays, the daemon is SIGKILLed and started again, and QEMU 10
           aborts on its vhost_dev_start assertion (pinned down: the test fails
@@ -83,6 +86,8 @@ def readme_cmdlines():
     return {
         "snd": dev + shell_cmdline(snd_device_args("/tmp/snd.sock")),
         "snd-controls": dev + shell_cmdline(snd_device_args("/tmp/snd.sock", controls=True)),
+        "snd-mixer": dev.replace("--socket", "--controls --socket")
+        + shell_cmdline(snd_device_args("/tmp/snd.sock", controls=True)),
         "snd-reconnect": dev + shell_cmdline(
             snd_device_args("/tmp/snd.sock", hotplug=True)
             + ["-qmp", "unix:/tmp/qmp.sock,server=on,wait=off"],
@@ -629,6 +634,7 @@ class Run:
             P("after-capture", "S16_LE", 2, 48000, 0.5, 1200000),
             P("pause", "S16_LE", 2, 48000, 4.0, 1300000),
             P("boot2", "S16_LE", 2, 48000, 1.0, 2000000),
+            P("mixer-half", "S16_LE", 2, 48000, 1.0, 2500000),
             P("boot3", "S16_LE", 2, 48000, 1.0, 3000000),
             P("boot3-killed", "S16_LE", 2, 48000, 3.0, 3100000),
         ]
@@ -858,8 +864,89 @@ class Run:
             r = g.sh("aplay -l; amixer -c 0 controls || true")
             log(f"controls=on: {[x for x in r.out if x.startswith('card 0:')]}; amixer: "
                 f"{r.out[-3:]}")
+            if any("Master Playback" in x for x in r.out):
+                raise TestFailure("a daemon without --controls offered mixer controls: "
+                                  f"{r.out[-6:]}")
             self.play(g, "boot2")
             g.quit()
+        with Case(self, "8 mixer: amixer, volume 50 % halves the samples, host mic", fatal=False):
+            self.case_mixer()
+
+    def case_mixer(self):
+        """The mixer controls in a real guest.  A daemon of its own (its
+        sockets, its output file): one that offers VIRTIO_SND_F_CTLS cannot
+        serve a QEMU without controls=on, which boot 1 is."""
+        saved = self.sock, self.ctl
+        self.sock = os.path.join(self.sockdir, "snd-mixer.sock")
+        self.ctl = os.path.join(self.sockdir, "ctl-mixer.sock")
+        out = os.path.join(self.rundir, "mixer-out.wav")
+        g = None
+        try:
+            d = Daemon(self, 3, ["--backend", "file", "--output-file", out,
+                                 "--input-file", self.input_wav, "--controls"])
+            g = Guest(self, 4, controls=True)
+            g.wait_ready()
+            r = g.sh("amixer -c 0 contents")
+            text = "\n".join(r.out)
+            log("amixer -c 0 contents:\n    " + "\n    ".join(r.out))
+            want = {"Master Playback Volume": "min=0,max=100,step=1",
+                    "Master Playback Switch": "type=BOOLEAN",
+                    "Capture Volume": "min=0,max=200,step=1",
+                    "Capture Switch": "type=BOOLEAN",
+                    "Host Microphone Capture Switch": "type=BOOLEAN,access=r"}
+            for name, info in want.items():
+                m = re.search(r"name='" + re.escape(name) + r"'\n\s*; (\S+)", text)
+                if not m or info not in m.group(1):
+                    raise TestFailure(f"amixer contents: {name!r} with {info!r} missing: "
+                                      f"{r.out[:40]}")
+            if text.count("dBlinear") < 2:
+                raise TestFailure("amixer contents: no dB scale on the two volumes")
+
+            # the guest sets the playback volume to half: every S16 sample
+            # the host gets is s * 50 / 100, truncated toward zero
+            g.sh("amixer -c 0 cset name='Master Playback Volume' 50")
+            st = json.loads(d.ctl("STATUS")[3:])["mixer"]
+            if st["controls"][0]["value"] != 50 or not st["negotiated"]:
+                raise TestFailure(f"after cset 50 the daemon's mixer is {st}")
+            p = self.plays["mixer-half"]
+            g.sh(p.cmd(), timeout=30 + 3 * p.seconds)
+            half = struct.pack(f"<{len(p.data) // 2}h", *[
+                int(v / 2) for v in struct.unpack(f"<{len(p.data) // 2}h", p.data)])
+            _, data = read_wav(out)
+            at = data.find(half)
+            if at < 0:
+                at_full = data.find(p.data)
+                raise TestFailure("the host's file does not hold the play at half volume"
+                                  + (" (it holds it at full volume)" if at_full >= 0 else ""))
+            log(f"volume 50: the host's file holds all {p.frames} frames at exactly half "
+                f"(s * 50 / 100, truncated), from byte {at}")
+
+            # the host's input toggle, seen in the guest's read-only control
+            def host_mic():
+                r = g.sh("amixer -c 0 cget name='Host Microphone Capture Switch'")
+                vals = [x for x in r.out if x.strip().startswith(": values=")]
+                return vals[0].split("=", 1)[1] if vals else None
+            before = host_mic()
+            d.set("input on")
+            on = host_mic()
+            d.set("input off")
+            off = host_mic()
+            if (before, on, off) != ("off", "on", "off"):
+                raise TestFailure(f"Host Microphone in the guest: {before} at start, {on} after "
+                                  f"SET input on, {off} after SET input off")
+            # the host's volume, seen by the guest
+            r = d.ctl("VOLUME output 40%")
+            g2 = g.sh("amixer -c 0 cget name='Master Playback Volume'")
+            if r != "OK output volume 40%" or not any(x.strip() == ": values=40" for x in g2.out):
+                raise TestFailure(f"VOLUME output 40% answered {r!r}; the guest reads {g2.out}")
+            log("host microphone in the guest's amixer: off, on after SET input on, off after "
+                "SET input off; VOLUME output 40% reads 40 in the guest")
+            g.quit()
+        finally:
+            self.sock, self.ctl = saved
+            if g and g.proc.alive():    # failed half way: boot 3 should not share the CPU
+                g.proc.kill(signal.SIGTERM)
+                g.proc.wait(10)
 
     def case_cmdline_reconnect(self):
         """Why the recipe: -device on the command line with a reconnect-ms

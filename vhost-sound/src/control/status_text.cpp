@@ -76,10 +76,36 @@ std::string format_status_table(const json &status)
 		for (const json &j : status.at("jacks"))
 			out += fmt::format("jack {} ({}): {}\n", cell(j.at("id")), cell(j.at("name")),
 					   j.at("connected").get<bool>() ? "connected" : "disconnected");
+		/* A daemon from before the mixer has no "mixer". */
+		if (status.contains("mixer"))
+			out += format_controls_table(status.at("mixer"));
 		return out;
 	} catch (const json::exception &e) {
 		throw std::runtime_error(fmt::format("STATUS reply is not what schema {} says: {}",
 						     kSchema, e.what()));
+	}
+}
+
+std::string format_controls_table(const json &mixer)
+{
+	try {
+		std::string out = fmt::format(
+			"controls {}, guest {}; gain output {}%, input {}%\n",
+			mixer.at("offered").get<bool>() ? "offered" : "not offered (no --controls)",
+			mixer.at("negotiated").get<bool>() ? "uses them" : "does not use them",
+			cell(mixer.at("output_gain_percent")), cell(mixer.at("input_gain_percent")));
+		for (const json &c : mixer.at("controls")) {
+			const uint32_t max = c.at("max").get<uint32_t>();
+			const uint32_t value = c.at("value").get<uint32_t>();
+			out += fmt::format("  {:<2} {:<16} {:<31} {}{}\n", cell(c.at("id")), cell(c.at("key")),
+					   cell(c.at("name")),
+					   max == 1 ? std::string(value ? "on" : "off")
+						    : fmt::format("{}% (0-{})", value, max),
+					   c.at("writable").get<bool>() ? "" : " (read-only)");
+		}
+		return out;
+	} catch (const json::exception &e) {
+		throw std::runtime_error(fmt::format("not STATUS's mixer object: {}", e.what()));
 	}
 }
 
@@ -109,6 +135,9 @@ std::string format_event(const json &event)
 		else if (kind == "xrun")
 			what = fmt::format("{}: {} xruns (+{})", stream(), cell(event.at("xruns")),
 					   cell(event.at("new")));
+		else if (kind == "mixer")
+			what = fmt::format("mixer: {} = {} (by the {})", cell(event.at("control")),
+					   cell(event.at("value")), cell(event.at("by")));
 		else if (kind == "backend-error")
 			what = fmt::format("{}: back-end error: {}", stream(), cell(event.at("message")));
 		else
