@@ -311,29 +311,25 @@ int run(int argc, char *argv[])
 
 	Connection connection(path, std::chrono::milliseconds(vm["timeout"].as<unsigned>()));
 	const std::string reply = connection.ask(request);
+	/* STATUS and CONTROLS reply with one JSON document: raw with --json,
+	 * else as a table; a reply that is not one is the daemon's fault. */
+	auto print_document = [&](std::string (*table)(const nlohmann::json &)) {
+		if (json) {
+			std::cout << reply << std::endl;
+			return;
+		}
+		try {
+			std::cout << table(nlohmann::json::parse(reply));
+		} catch (const std::exception &e) {
+			throw Unreachable(connection.path() + ": " + e.what());
+		}
+	};
 	switch (request.verb) {
-	case control::Verb::Status: {
-		if (json) {
-			std::cout << reply << std::endl;
-			break;
-		}
-		try {
-			std::cout << control::format_status_table(nlohmann::json::parse(reply));
-		} catch (const std::exception &e) {
-			throw Unreachable(connection.path() + ": " + e.what());
-		}
+	case control::Verb::Status:
+		print_document(control::format_status_table);
 		break;
-	}
 	case control::Verb::Controls:
-		if (json) {
-			std::cout << reply << std::endl;
-			break;
-		}
-		try {
-			std::cout << control::format_controls_table(nlohmann::json::parse(reply));
-		} catch (const std::exception &e) {
-			throw Unreachable(connection.path() + ": " + e.what());
-		}
+		print_document(control::format_controls_table);
 		break;
 	case control::Verb::Watch:
 		/* Until the daemon goes away or we are interrupted. */

@@ -166,7 +166,10 @@ std::string format_request(const Request &request)
 
 std::optional<Reply> parse_reply(std::string_view line)
 {
-	if (!line.empty() && line.back() == '\r')
+	/* Every trailing CR goes, not one: a reply text ending in CR could not
+	 * survive format_ok() and a second parse otherwise (found by the
+	 * control fuzzer). */
+	while (!line.empty() && line.back() == '\r')
 		line.remove_suffix(1);
 	Reply reply;
 	if (line == "OK" || line.starts_with("OK ")) {

@@ -27,6 +27,20 @@ std::string cell(const json &value)
 	return value.dump();
 }
 
+/*
+ * A time in seconds from the daemon's JSON, checked before any integer
+ * conversion: a NaN, negative or absurd value (a hostile or broken peer)
+ * would make the cast undefined behaviour.
+ */
+double seconds_field(const json &object, const char *name)
+{
+	const double value = object.at(name).get<double>();
+	constexpr double kMaxSeconds = 1e11; /* beyond year 5000 */
+	if (!std::isfinite(value) || value < 0 || value > kMaxSeconds)
+		throw std::runtime_error(fmt::format("\"{}\" is out of range: {}", name, value));
+	return value;
+}
+
 std::string duration(double seconds)
 {
 	const auto s = static_cast<long long>(seconds);
@@ -50,7 +64,7 @@ std::string format_status_table(const json &status)
 				? fmt::format("connected (features {})",
 					      guest.at("features_hex").get<std::string>())
 				: std::string("not connected"),
-			duration(status.at("uptime_s").get<double>()));
+			duration(seconds_field(status, "uptime_s")));
 		for (const auto &[key, value] : status.at("backend").at("details").items())
 			out += fmt::format("  back-end {}: {}\n", key, cell(value));
 
@@ -112,7 +126,7 @@ std::string format_controls_table(const json &mixer)
 std::string format_event(const json &event)
 {
 	try {
-		const double time = event.at("time").get<double>();
+		const double time = seconds_field(event, "time");
 		const std::time_t seconds = static_cast<std::time_t>(time);
 		const int millis = static_cast<int>(std::lround((time - seconds) * 1000)) % 1000;
 		const std::string stamp =
