@@ -226,12 +226,12 @@ public:
 	{
 		daemon_ = std::make_unique<Child>(
 			std::vector<std::string>{ "pipewire", "-c", config_dir() + "/pipewire.conf" }, log_path());
-		wait_until("the PipeWire socket", 5s,
+		wait_until("the PipeWire socket", 20s,
 			   [&] { return std::filesystem::exists(dir_ + "/run/pipewire-0"); });
 		manager_ = std::make_unique<Child>(
 			std::vector<std::string>{ "wireplumber", "-c", "wireplumber.conf" }, dir_ + "/wireplumber.log");
 		/* WirePlumber is ready when it has chosen the default sink and source. */
-		wait_until("WirePlumber's default sink and source", 10s, [&] {
+		wait_until("WirePlumber's default sink and source", 20s, [&] {
 			const auto d = dump();
 			return default_node(d, "default.audio.sink") == "test-sink" &&
 			       default_node(d, "default.audio.source") == "test-source";
@@ -444,7 +444,7 @@ public:
 						  "{ stream.capture.sink = true node.name = " + name + " }", path_ },
 			session.dir() + "/clients.log");
 		/* Listening once linked to the sink's monitor. */
-		PipeWireSession::wait_until(name + " linked to " + sink, 10s, [&] {
+		PipeWireSession::wait_until(name + " linked to " + sink, 20s, [&] {
 			return PipeWireSession::linked(session_.dump(), name_, sink);
 		});
 	}
@@ -453,14 +453,14 @@ public:
 	Wav snapshot() const { return read_wav(path_); }
 
 	/**
-	 * \brief Wait (at most 5 s) until what was recorded satisfies \a done:
+	 * \brief Wait (at most a generous 20 s) until what was recorded satisfies \a done:
 	 * the graph hands the sink's last cycle to the recorder a cycle after
 	 * the guest saw it consumed, and pw-record writes it later still.
 	 */
 	void wait_for(const std::function<bool(const Wav &)> &done) const
 	{
 		try {
-			PipeWireSession::wait_until(name_ + " recording the expected samples", 5s,
+			PipeWireSession::wait_until(name_ + " recording the expected samples", 20s,
 						    [&] { return done(snapshot()); });
 		} catch (const std::exception &) {
 			/* The caller's checks on finish() say what is missing. */
@@ -503,12 +503,12 @@ public:
 		for (const char *channel : { "FL", "FR" }) {
 			const std::string from = name + ":output_" + channel;
 			const std::string to = source + ":input_" + channel;
-			PipeWireSession::wait_until(from + " linked to " + to, 10s, [&] {
+			PipeWireSession::wait_until(from + " linked to " + to, 20s, [&] {
 				run({ "pw-link", from, to }, log);
 				return true;
 			});
 		}
-		PipeWireSession::wait_until(name + " linked to " + source, 10s, [&] {
+		PipeWireSession::wait_until(name + " linked to " + source, 20s, [&] {
 			return PipeWireSession::linked(session.dump(), name, source);
 		});
 	}

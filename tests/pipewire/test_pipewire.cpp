@@ -352,7 +352,7 @@ TEST_CASE("node properties are what a desktop user expects; --pipewire-target pi
 
 	const std::string sink = pinned ? "test-sink-2" : "test-sink";
 	try {
-		PipeWireSession::wait_until("both nodes linked", 10s, [&] {
+		PipeWireSession::wait_until("both nodes linked", 20s, [&] {
 			const auto graph = pw.dump();
 			/* Linked, inactive until START. */
 			return PipeWireSession::linked(graph, "vhost-sound.output.testvm", sink, false) &&
@@ -434,7 +434,7 @@ TEST_CASE("input disabled: no input node and zeros; enabled: node and data; duri
 	const size_t nodes_while_off = input_nodes();
 	const auto t_on = Clock::now();
 	const std::string on = daemon.ask("SET input on");
-	PipeWireSession::wait_until("the input node linked to the source", 5s, [&] {
+	PipeWireSession::wait_until("the input node linked to the source", 20s, [&] {
 		return PipeWireSession::linked(pw.dump(), "vhost-sound.input", "test-source");
 	});
 	PipeWireSession::wait_until("1.5 s of enabled input", 5s, [&] { return Clock::now() > t_on + 1500ms; });
@@ -502,7 +502,7 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 	PipeWireSession::wait_until("3 s without PipeWire", 10s, [&] { return Clock::now() > t_kill + 3s; });
 	const bool alive_meanwhile = daemon.process->pid() > 0 && !daemon.process->wait(0);
 	pw.start();
-	PipeWireSession::wait_until("the output node back and linked", 10s,
+	PipeWireSession::wait_until("the output node back and linked", 20s,
 				    [&] { return PipeWireSession::linked(pw.dump(), node, "test-sink"); });
 	const double back_after = std::chrono::duration<double>(Clock::now() - t_kill).count();
 	MonitorRecorder after(pw, "s16", "rec-after");
@@ -543,7 +543,9 @@ TEST_CASE("output disabled: the node goes inactive and the guest keeps its pace;
 	VhostSound daemon(pw, { "--name", "vm" });
 	const std::string node = "vhost-sound.output.vm";
 	const PcmConfig c = stereo48k(vs::kFmtS16);
-	const size_t periods = 5 * 48000 / 2048; /* 5 s */
+	/* 8 s: long enough that the node is seen running again before the end
+	 * even when every transition below takes seconds on a loaded machine. */
+	const size_t periods = 8 * 48000 / 2048;
 	const double nominal = frames_of(c, periods) / 48000.0;
 	vhostpp::DeviceDriver driver(daemon.socket, sound_driver_options());
 	SoundDriver snd(driver);
@@ -555,12 +557,12 @@ TEST_CASE("output disabled: the node goes inactive and the guest keeps its pace;
 	};
 	const auto t0 = Clock::now();
 	auto play = std::async(std::launch::async, [&] { return pcm.play(periods, pattern_source(c.format)); });
-	PipeWireSession::wait_until("the output node running", 5s, [&] { return state() == "running"; });
-	PipeWireSession::wait_until("1 s of playback", 5s, [&] { return Clock::now() > t0 + 1s; });
+	PipeWireSession::wait_until("the output node running", 20s, [&] { return state() == "running"; });
+	PipeWireSession::wait_until("1 s of playback", 20s, [&] { return Clock::now() > t0 + 1s; });
 
 	const std::string off = daemon.ask("SET output off");
 	std::string while_off;
-	PipeWireSession::wait_until("the output node not running", 3s, [&] {
+	PipeWireSession::wait_until("the output node not running", 20s, [&] {
 		while_off = state();
 		return while_off != "running";
 	});
@@ -572,21 +574,24 @@ TEST_CASE("output disabled: the node goes inactive and the guest keeps its pace;
 		std::this_thread::sleep_for(100ms);
 	}
 	const std::string on = daemon.ask("SET output on");
-	PipeWireSession::wait_until("the output node running again", 3s, [&] { return state() == "running"; });
+	PipeWireSession::wait_until("the output node running again", 20s, [&] { return state() == "running"; });
+	/* Running again because of SET output on, not left over from a stop. */
+	const bool still_playing = play.wait_for(0s) != std::future_status::ready;
 	const PcmRun run = play.get();
 	INFO(pw.logs());
 
 	CHECK(off == "OK output off");
 	CHECK(on == "OK output on");
+	CHECK(still_playing);
 	INFO("node state while output was off: " << while_off);
 	CHECK(std::count(states_off.begin(), states_off.end(), "running") == 0);
 	CHECK(std::count(states_off.begin(), states_off.end(), "(no node)") == 0);
 	/* The guest's TX completions kept real time through it: never early,
-	 * at most a generous second late on a loaded machine. */
+	 * late by at most a generous two seconds on a loaded machine. */
 	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
 	INFO("played " << run.seconds << " s for " << nominal << " s of audio");
 	CHECK(run.seconds >= nominal - 0.05);
-	CHECK(run.seconds <= nominal + 1.0);
+	CHECK(run.seconds <= nominal + 2.0);
 	INFO(daemon.stop());
 }
 

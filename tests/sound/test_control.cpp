@@ -416,7 +416,7 @@ TEST_CASE("hostile clients: long lines, garbage, half lines, many clients (class
 		for (int i = 0; i < 200 && !dropped; i++)
 			dropped = !greedy.send(burst);
 		if (!dropped)
-			dropped = greedy.closed_by_peer(5000);
+			dropped = greedy.closed_by_peer();
 		CHECK(dropped);
 		LineClient polite(f.path);
 		CHECK(starts_with(polite.ask("QUERY"), "OK "));
@@ -488,7 +488,7 @@ TEST_CASE("10 watchers, one never reads: it is dropped, the others get every eve
 		readers.emplace_back([&, i] {
 			bool expect = true; /* input starts off: the first toggle enables it */
 			for (int n = 0; n < kEvents; n++) {
-				const auto line = watchers[i]->line(10000);
+				const auto line = watchers[i]->line();
 				if (!line)
 					return;
 				const json e = json::parse(*line);
@@ -511,7 +511,7 @@ TEST_CASE("10 watchers, one never reads: it is dropped, the others get every eve
 		CHECK(in_order[i] == kEvents);
 	}
 	/* Some 600 KB of events never read: the daemon let it go rather than hold them. */
-	CHECK(watchers[0]->closed_by_peer(5000));
+	CHECK(watchers[0]->closed_by_peer());
 	CHECK(f.on_loop([&] { return f.server.watchers(); }) == kWatchers - 1);
 	CHECK(starts_with(toggler.ask("QUERY"), "OK "));
 }

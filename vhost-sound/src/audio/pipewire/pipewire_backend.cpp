@@ -230,25 +230,32 @@ public:
 	/*
 	 * A disabled output's node goes inactive (the host shows it paused and
 	 * PipeWire stops calling process), and the ring, silence only now, is
-	 * consumed by the daemon's clock; enabled again, PipeWire takes over.
+	 * consumed by the daemon's clock while the stream runs; enabled again,
+	 * PipeWire takes over. Also while stopped: a node still draining a
+	 * stop is cut short, and paused_ must follow the flag so that the next
+	 * start() leaves the ring to the right consumer.
 	 */
 	void set_output_enabled(bool enabled) override
 	{
 		if (enabled == enabled_)
 			return;
 		enabled_ = enabled;
-		if (!pw_ || !running_)
-			return; /* The clock runs already (no PipeWire), or nothing runs. */
+		if (!pw_)
+			return; /* The clock has the ring already, whatever the flag. */
 		if (!enabled) {
 			{
 				ThreadLoopLock lock(backend_.thread_loop_);
 				pw_stream_set_active(pw_, false);
 			}
 			release_ring();
-			fallback_->start();
-		} else {
-			fallback_->stop();
-			paused_.store(false, std::memory_order_seq_cst);
+			if (running_)
+				fallback_->start();
+			return;
+		}
+		if (running_)
+			fallback_->stop(); /* On the loop: quiet once this returns. */
+		paused_.store(false, std::memory_order_seq_cst);
+		if (running_) {
 			ThreadLoopLock lock(backend_.thread_loop_);
 			pw_stream_set_active(pw_, true);
 		}
