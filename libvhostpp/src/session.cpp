@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <system_error>
 
-#include "vhostpp/log.h"
+#include "vhostpp/internal/logging.h"
 
 namespace vhostpp {
 
