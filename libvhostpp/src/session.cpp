@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <unistd.h>
 #include <fmt/format.h>
 #include <system_error>
 
@@ -90,8 +92,38 @@ std::optional<ProtocolFeature> unsupported_feature(Request code)
 }
 
 /*
+ * Kick, call and error fds must be eventfds: the loop drains a kick with one
+ * 8-byte read and takes the fd as quiet afterwards. A pipe or socket whose
+ * other end is closed, or an EFD_SEMAPHORE eventfd (one read takes 1 off a
+ * count that may be 2^64-2), stays readable forever and would spin the loop.
+ * A written call fd that is a pipe without a reader would raise SIGPIPE.
+ */
+void check_eventfd(Request code, const wire::VringFd &v, bool kick)
+{
+	int fd = v.fd.get();
+	char link[64] = {};
+	std::string path = fmt::format("/proc/self/fd/{}", fd);
+	ssize_t n = ::readlink(path.c_str(), link, sizeof(link) - 1);
+	if (n < 0 || std::string_view(link, size_t(n)) != "anon_inode:[eventfd]")
+		throw ProtocolError(fmt::format("{}: queue {} fd is not an eventfd ({})", name(code),
+						v.index, n < 0 ? std::strerror(errno) : link));
+	if (!kick)
+		return;
+	/* fdinfo names the semaphore mode (Linux 6.4 and later; older kernels omit it). */
+	std::ifstream info(fmt::format("/proc/self/fdinfo/{}", fd));
+	std::string line;
+	while (std::getline(info, line)) {
+		if (line.rfind("eventfd-semaphore:", 0) == 0 &&
+		    line.find('1', sizeof("eventfd-semaphore:") - 1) != std::string::npos)
+			throw ProtocolError(fmt::format("{}: queue {} fd is an EFD_SEMAPHORE eventfd "
+							"(a kick must reset the counter)",
+							name(code), v.index));
+	}
+}
+
+/*
  * The loop signals and drains these fds: one that could block (a full
- * blocking eventfd or pipe from a hostile front-end) would stall every queue.
+ * blocking eventfd from a hostile front-end) would stall every queue.
  */
 void make_non_blocking(Request code, const wire::VringFd &v)
 {
@@ -101,6 +133,15 @@ void make_non_blocking(Request code, const wire::VringFd &v)
 	if (flags < 0 || ::fcntl(v.fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
 		throw ProtocolError(fmt::format("{}: queue {} fd cannot be made non-blocking: {}",
 						name(code), v.index, std::strerror(errno)));
+}
+
+/* The checks every notification fd passes before the session keeps it. */
+void check_notification_fd(Request code, const wire::VringFd &v)
+{
+	if (!v.fd.valid())
+		return;
+	check_eventfd(code, v, code == Request::SetVringKick);
+	make_non_blocking(code, v);
 }
 
 } // namespace
@@ -331,9 +372,21 @@ void Session::watch_kick(Ring &r)
 				 if (alive.expired() || ec || closing_ || rp->kick.get() != kick)
 					 return;
 				 uint64_t count;
-				 /* Non-blocking eventfd: drain it; a spurious wake-up reads nothing. */
-				 [[maybe_unused]] ssize_t n =
-					 ::read(kick->native_handle(), &count, sizeof(count));
+				 /* One read and one queue_kicked() per wake-up: an eventfd read
+				  * resets the counter, so the fd is quiet until the next kick. */
+				 ssize_t n = ::read(kick->native_handle(), &count, sizeof(count));
+				 /* EAGAIN: another ring sharing this eventfd drained it first;
+				  * it is quiet now, and this ring may have buffers too. */
+				 bool drained = n < 0 && (errno == EAGAIN || errno == EINTR);
+				 if (n != sizeof(count) && !drained) {
+					 /* Never re-arm an fd that stays readable: no kick can
+					  * come any more, so the ring (and connection) ends. */
+					 close(fmt::format("SET_VRING_KICK: queue {} kick fd {}",
+							   rp->queue.index(),
+							   n < 0 ? std::strerror(errno)
+								 : fmt::format("read returned {}", n)));
+					 return;
+				 }
 				 if (rp->active)
 					 device_.queue_kicked(rp->queue);
 				 if (rp->kick.get() == kick)
@@ -545,9 +598,16 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	case Request::SetVringKick: {
 		auto &v = std::get<wire::VringFd>(p);
 		Ring &r = ring(code, v.index);
-		make_non_blocking(code, v);
+		/* Polling mode is not offered: a ring started without a kick fd would
+		 * never be served. */
+		if (!v.fd.valid())
+			throw ProtocolError(fmt::format("SET_VRING_KICK: queue {} has the no-fd bit "
+							"(0x{:x}) set; polling is not supported, a kick "
+							"eventfd is required",
+							v.index, wire::kVringNoFdFlag));
+		check_notification_fd(code, v);
 		r.kick.reset();
-		if (v.fd.valid()) {
+		{
 			auto kick = std::make_unique<boost::asio::posix::stream_descriptor>(io_);
 			boost::system::error_code ec;
 			kick->assign(v.fd.get(), ec);
@@ -568,7 +628,7 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	case Request::SetVringCall: {
 		auto &v = std::get<wire::VringFd>(p);
 		Ring &r = ring(code, v.index);
-		make_non_blocking(code, v);
+		check_notification_fd(code, v);
 		r.queue.set_call(EventFd(std::move(v.fd)));
 		return std::nullopt;
 	}
@@ -576,7 +636,7 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 	case Request::SetVringErr: {
 		auto &v = std::get<wire::VringFd>(p);
 		Ring &r = ring(code, v.index);
-		make_non_blocking(code, v);
+		check_notification_fd(code, v);
 		r.queue.set_err(EventFd(std::move(v.fd)));
 		return std::nullopt;
 	}

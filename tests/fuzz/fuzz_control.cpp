@@ -68,7 +68,8 @@ void printed(std::string_view line)
 	const auto doc = nlohmann::json::parse(line, nullptr, false);
 	if (doc.is_discarded())
 		return;
-	for (auto format : { control::format_status_table, control::format_event }) {
+	for (auto format : { control::format_status_table, control::format_event,
+			     control::format_controls_table }) {
 		try {
 			(void)format(doc);
 		} catch (const std::runtime_error &e) {

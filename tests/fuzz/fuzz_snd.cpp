@@ -26,6 +26,8 @@ struct Sound {
 		SoundDevice::Options o;
 		o.output_enabled = true;
 		o.input_enabled = true;
+		/* The CTL_* requests and the gain in the data path too. */
+		o.controls = true;
 		/* Small enough that a hostile buffer_bytes cannot make every input a 16 MiB allocation. */
 		o.tuning.max_buffer_bytes = 1u << 20;
 		return o;

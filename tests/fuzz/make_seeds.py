@@ -270,6 +270,9 @@ def session_seeds():
 SND_JACK_INFO, SND_JACK_REMAP = 1, 2
 SND_PCM_INFO, SND_PCM_SET_PARAMS, SND_PCM_PREPARE, SND_PCM_RELEASE = 0x100, 0x101, 0x102, 0x103
 SND_PCM_START, SND_PCM_STOP, SND_CHMAP_INFO = 0x104, 0x105, 0x200
+SND_CTL_INFO, SND_CTL_ENUM_ITEMS, SND_CTL_READ, SND_CTL_WRITE = 0x300, 0x301, 0x302, 0x303
+SND_CTL_TLV_READ, SND_CTL_TLV_WRITE = 0x304, 0x305
+SND_F_CTLS = 1 << 0
 SND_FMT_S16, SND_FMT_U8, SND_FMT_FLOAT = 5, 4, 19
 SND_RATE_48000, SND_RATE_8000 = 7, 1
 CTL, EVT, TX, RX = 0, 1, 2, 3
@@ -328,6 +331,22 @@ def snd_seeds():
         second = g.image()
         # SET_PARAMS + PREPARE + START, the periods, then (later) STOP + RELEASE.
         seeds[name] = start(4, first) + kick[CTL] + kick[q] + patch(first, second) + kick[CTL]
+
+    # The mixer controls (VIRTIO_SND_F_CTLS negotiated): info, a write, a
+    # refused write, a TLV, then a playback at volume 50 with the gain
+    # applied (the 16-entry control ring holds 8 requests).
+    g = Guest(4)
+    control(g, snd_query(SND_CTL_INFO, 0, 5, 96), 4 + 5 * 96)
+    control(g, u32(SND_CTL_WRITE) + u32(0) + u32(50) + bytes(508), 4)
+    control(g, u32(SND_CTL_WRITE) + u32(4) + u32(1) + bytes(508), 4)
+    control(g, u32(SND_CTL_TLV_READ) + u32(2), 4 + 64)
+    control(g, snd_set_params(0, 768, 192, 2, SND_FMT_S16, SND_RATE_48000))
+    control(g, snd_pcm(SND_PCM_PREPARE, 0))
+    for _ in range(4):
+        io(g, TX, 0, 192)
+    control(g, snd_pcm(SND_PCM_START, 0))
+    g.chain(EVT, [(8, True)])
+    seeds['controls'] = start(4, g.image(), features=FEATURES | SND_F_CTLS) + kick[CTL] + kick[EVT] + kick[TX]
 
     # I/O in the wrong state, on the wrong queue and without room for the status.
     g = Guest(4)

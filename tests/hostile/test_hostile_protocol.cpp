@@ -15,6 +15,8 @@
 #include <set>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 using namespace vhostpp;
 using namespace vhostpp::test;
@@ -748,8 +750,11 @@ TEST_CASE("13: the no-fd bit with an fd, and an fd missing without it", "[hostil
 			Hostile::expect_nack(fe, code, bytes_of(uint64_t{0}));
 			h.expect_log({name, "carries 0 fds, expected 1"});
 		}
-		/* Both legal forms are accepted. */
+		/* The no-fd error fd is legal; a no-fd kick (polling) is refused: the ring would
+		 * start and never be served. */
 		CHECK(Hostile::ack_of(fe, Request::SetVringErr, bytes_of(uint64_t{wire::kVringNoFdFlag})) == 0);
+		Hostile::expect_nack(fe, Request::SetVringKick, bytes_of(uint64_t{wire::kVringNoFdFlag}));
+		h.expect_log({"SET_VRING_KICK", "queue 0", "no-fd bit", "polling is not supported"});
 		fe.set_vring_kick(0, &d->queue(0).kick_fd());
 		uint64_t offset = device.produced;
 		CHECK(read_pattern(d->queue(0), d->memory(), offset, 16));
@@ -1132,6 +1137,78 @@ TEST_CASE("notification fds that would block are never waited on", "[hostile][bl
 		} catch (const FrontendError &) {
 		}
 		CHECK(answered);
+	}
+	h.finish();
+}
+
+namespace {
+
+/* CPU time (user + system) of this whole process, server thread included. */
+std::chrono::microseconds process_cpu()
+{
+	rusage ru{};
+	REQUIRE(::getrusage(RUSAGE_SELF, &ru) == 0);
+	auto us = [](const timeval &tv) { return int64_t(tv.tv_sec) * 1000000 + tv.tv_usec; };
+	return std::chrono::microseconds(us(ru.ru_utime) + us(ru.ru_stime));
+}
+
+} // namespace
+
+TEST_CASE("kick fds that would stay readable are refused; the loop stays idle", "[hostile][kick]")
+{
+	PatternDevice device;
+	Hostile h(device);
+	{
+		auto d = h.driver();
+		auto &fe = d->frontend();
+		/* Each of these is readable forever: before the fix the kick watcher read,
+		 * called queue_kicked() and re-armed in a loop (100 % CPU). */
+		int p[2];
+		REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+		UniqueFd pipe_read(p[0]);
+		::close(p[1]); /* EOF from now on */
+		int sv[2];
+		REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+		UniqueFd sock(sv[0]);
+		::close(sv[1]); /* the peer is gone */
+		UniqueFd sem(::eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE | EFD_NONBLOCK));
+		REQUIRE(sem.valid());
+		uint64_t huge = 0xfffffffffffffffe;
+		REQUIRE(::write(sem.get(), &huge, 8) == 8);
+
+		struct Case {
+			const char *what;
+			int fd;
+			const char *log;
+		};
+		for (const Case &c : {Case{"pipe", pipe_read.get(), "not an eventfd"},
+				      Case{"socket", sock.get(), "not an eventfd"},
+				      Case{"semaphore", sem.get(), "EFD_SEMAPHORE"}}) {
+			INFO(c.what);
+			int fd = c.fd;
+			Hostile::expect_nack(fe, Request::SetVringKick, bytes_of(uint64_t{0}), {&fd, 1});
+			h.expect_log({"SET_VRING_KICK", "queue 0", c.log});
+		}
+		/* A pipe is no call or error fd either (a write to it could raise SIGPIPE). */
+		for (Request code : {Request::SetVringCall, Request::SetVringErr}) {
+			INFO(wire::request_name(uint32_t(code)));
+			int fd = pipe_read.get();
+			Hostile::expect_nack(fe, code, bytes_of(uint64_t{0}), {&fd, 1});
+			h.expect_log({wire::request_name(uint32_t(code)), "not an eventfd"});
+		}
+
+		/* Idle: over a second the whole process (the server's loop included) uses
+		 * little CPU. A spinning loop uses most of that second; 250 ms leaves room
+		 * for a loaded machine. */
+		auto cpu_before = process_cpu();
+		std::this_thread::sleep_for(std::chrono::seconds(1));
+		auto used = process_cpu() - cpu_before;
+		INFO("CPU time over 1 s: " << used.count() << " us");
+		CHECK(used < std::chrono::milliseconds(250));
+
+		/* The connection keeps being served with its own kick eventfd. */
+		uint64_t offset = device.produced;
+		CHECK(read_pattern(d->queue(0), d->memory(), offset, 16));
 	}
 	h.finish();
 }

@@ -458,9 +458,13 @@ TEST_CASE("input disabled: no input node and zeros; enabled: node and data; duri
 	REQUIRE_FALSE(d.numbers.empty());
 	CHECK(d.garbage == 0);
 	CHECK(contiguous(d, d.numbers[0], d.numbers.size()));
-	/* Never early: no captured frame from before SET input on (the
-	 * capture started after t0, so stream time runs behind wall time). */
-	CHECK(d.positions[0] / 48000.0 >= since(t_on) - 0.05);
+	/* Never early: no captured frame from before SET input on. Stream time
+	 * runs behind wall time by as much as the capture was late (it started
+	 * after t0; a loaded machine delays periods), so that lateness is
+	 * allowed on top of 50 ms. */
+	const double late = std::max(0.0, run.seconds - static_cast<double>(d.frames) / 48000.0);
+	INFO("the capture ended " << late << " s late");
+	CHECK(d.positions[0] / 48000.0 >= since(t_on) - 0.05 - late);
 	/* And none after SET input off: frames that arrived late are silence. */
 	CHECK((d.positions.back() + 1) / 48000.0 <= since(t_off) + 0.05);
 	/* It flowed for most of the enabled 1.5 s. */
@@ -492,8 +496,10 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 	before.reset();
 	const auto t_kill = Clock::now();
 
-	/* A second without PipeWire, then it is back; nobody touches the guest. */
-	PipeWireSession::wait_until("1 s without PipeWire", 5s, [&] { return Clock::now() > t_kill + 1s; });
+	/* Three seconds without PipeWire, then it is back; nobody touches the
+	 * guest. Longer than the lateness allowed below, so a guest that stalled
+	 * with PipeWire fails that bound on any machine. */
+	PipeWireSession::wait_until("3 s without PipeWire", 10s, [&] { return Clock::now() > t_kill + 3s; });
 	const bool alive_meanwhile = daemon.process->pid() > 0 && !daemon.process->wait(0);
 	pw.start();
 	PipeWireSession::wait_until("the output node back and linked", 10s,
@@ -508,12 +514,12 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 	CHECK(alive_meanwhile);
 	CHECK_FALSE(first.numbers.empty());
 	/* The guest never saw an error and kept real time: never early, and
-	 * late by at most a generous second on a loaded machine. */
+	 * late by at most a generous two seconds on a loaded machine. */
 	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
 	INFO("played " << run.seconds << " s for " << nominal << " s of audio; PipeWire back after "
 		       << back_after << " s");
 	CHECK(run.seconds >= nominal - 0.05);
-	CHECK(run.seconds <= nominal + 1.0);
+	CHECK(run.seconds <= nominal + 2.0);
 
 	/* After the restart the pattern arrives again, back to back, from
 	 * where the guest is now. */

@@ -14,6 +14,9 @@ One daemon serves three QEMUs in a row (TCG, never KVM):
           on, off and switched off mid-recording, back-to-back streams, QMP
           stop/cont in the middle of a play;
   boot 2  a second QEMU on the same daemon, with controls=on: probes, plays;
+          then a daemon of its own with --controls and a QEMU with
+          controls=on: the guest's amixer shows the mixer controls, a
+          volume of 50 halves the samples, the host's input toggle shows;
   boot 3  the reconnect recipe (-S, reconnect-ms, device_add over QMP): the
           guest plays, the daemon is SIGKILLed and started again, and QEMU 10
           aborts on its vhost_dev_start assertion (pinned down: the test fails
@@ -83,6 +86,8 @@ def readme_cmdlines():
     return {
         "snd": dev + shell_cmdline(snd_device_args("/tmp/snd.sock")),
         "snd-controls": dev + shell_cmdline(snd_device_args("/tmp/snd.sock", controls=True)),
+        "snd-mixer": dev.replace("--socket", "--controls --socket")
+        + shell_cmdline(snd_device_args("/tmp/snd.sock", controls=True)),
         "snd-reconnect": dev + shell_cmdline(
             snd_device_args("/tmp/snd.sock", hotplug=True)
             + ["-qmp", "unix:/tmp/qmp.sock,server=on,wait=off"],
@@ -134,8 +139,9 @@ def pattern(fmt, channels, rate, frames, seed):
 class Play:
     """One aplay of a generated pattern file."""
 
-    def __init__(self, name, fmt, channels, rate, seconds, seed, aplay_opts=""):
+    def __init__(self, name, fmt, channels, rate, seconds, seed, aplay_opts="", card=0):
         self.name, self.fmt, self.channels, self.rate = name, fmt, channels, rate
+        self.card = card          # the guest's sound card (extra_cards of Guest)
         self.frames = int(rate * seconds)
         self.seconds = seconds
         self.aplay_opts = aplay_opts
@@ -143,7 +149,7 @@ class Play:
         self.path = f"/pat/{name}.raw"
 
     def cmd(self):
-        return (f"aplay -D hw:0,0 -t raw -f {self.fmt} -c {self.channels} -r {self.rate} "
+        return (f"aplay -D hw:{self.card},0 -t raw -f {self.fmt} -c {self.channels} -r {self.rate} "
                 f"{self.aplay_opts} {self.path}").replace("  ", " ")
 
     def key(self):
@@ -306,11 +312,17 @@ PCM_INFO_RE = re.compile(r"PCM_INFO stream (\d) \((\w+)\): formats (\S+) rates (
 
 
 class Daemon:
-    def __init__(self, run, n, extra):
+    """A vhost-sound process.  n: its number (daemon#1, #2 share run.sock) or
+    a name for a daemon of an extra sound card, which has its own sockets
+    (sock, ctl) and environment (env: e.g. ALSA_CONFIG_PATH)."""
+
+    def __init__(self, run, n, extra, sock=None, ctl=None, env=None):
         self.run = run
-        argv = [run.a.daemon, "--socket", run.sock, "--control-socket", run.ctl,
+        self.sock, self.ctl_path = sock or run.sock, ctl or run.ctl
+        argv = [run.a.daemon, "--socket", self.sock, "--control-socket", self.ctl_path,
                 "--log-level", "info"] + extra
-        self.proc = Proc(f"daemon#{n}", argv, os.path.join(run.rundir, f"daemon{n}.log"))
+        self.proc = Proc(f"daemon#{n}", argv, os.path.join(run.rundir, f"daemon{n}.log"),
+                         env=env)
         self.name = self.proc.name
         run.procs.append(self.proc)
         log(f"started {self.name} pid {self.proc.pid}: {' '.join(argv)}")
@@ -320,7 +332,7 @@ class Daemon:
         # once it has closed its end of our QUERY connection
         self.fds_at_start = wait_for(
             lambda: (lambda p: self.fds() if p and p[1] == 0 else None)(
-                unix_socket_peers(run.ctl, self.proc.pid)),
+                unix_socket_peers(self.ctl_path, self.proc.pid)),
             now() + 10, f"{self.name} to close the QUERY connection", [self.proc])
 
     def fds(self):
@@ -331,7 +343,7 @@ class Daemon:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)
         try:
-            s.connect(self.run.ctl)
+            s.connect(self.ctl_path)
             s.sendall(line.encode() + b"\n")
             buf = b""
             while not buf.endswith(b"\n"):
@@ -400,6 +412,118 @@ def vhost_user_get_features(path):
 
 
 # ---------------------------------------------------------------------------
+# a private PipeWire (the configuration tests/pipewire uses)
+
+PW_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pipewire")
+
+
+class PipeWire:
+    """Debian's pipewire + wireplumber on a private XDG_RUNTIME_DIR with
+    tests/pipewire's configuration: null sinks test-sink (the default) and
+    test-sink-2, a null source, no sound card, no D-Bus.  Its processes are
+    in run.procs, so Run.teardown() stops them on every path."""
+
+    def __init__(self, run, top):
+        self.run = run
+        env = dict(os.environ)
+        for k in ("PIPEWIRE_RUNTIME_DIR", "PIPEWIRE_REMOTE", "DBUS_SESSION_BUS_ADDRESS"):
+            env.pop(k, None)
+        for sub, var in (("run", "XDG_RUNTIME_DIR"), ("state", "XDG_STATE_HOME"),
+                         ("config", "XDG_CONFIG_HOME")):
+            os.makedirs(os.path.join(top, sub), mode=0o700)
+            env[var] = os.path.join(top, sub)
+        env["WIREPLUMBER_CONFIG_DIR"] = os.path.join(PW_CONFIG, "wireplumber")
+        self.env = env
+        self.daemon = self._start("pipewire", ["pipewire", "-c",
+                                               os.path.join(PW_CONFIG, "pipewire.conf")])
+        wait_for(lambda: os.path.exists(os.path.join(top, "run", "pipewire-0")), now() + 10,
+                 "the PipeWire socket", [self.daemon])
+        self.manager = self._start("wireplumber", ["wireplumber", "-c", "wireplumber.conf"])
+        wait_for(lambda: self.default_sink() == "test-sink", now() + 20,
+                 "WirePlumber's default sink", [self.daemon, self.manager], interval=0.2)
+        log(f"PipeWire up (pid {self.daemon.pid}, wireplumber {self.manager.pid}), "
+            f"XDG_RUNTIME_DIR={env['XDG_RUNTIME_DIR']}")
+
+    def _start(self, name, argv):
+        p = Proc(name, argv, os.path.join(self.run.rundir, f"{name}.log"), env=self.env)
+        self.run.procs.append(p)
+        return p
+
+    def dump(self):
+        import subprocess
+        try:
+            r = subprocess.run(["pw-dump", "--no-colors"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=self.env, timeout=10)
+            return json.loads(r.stdout) if r.returncode == 0 else []
+        except (subprocess.TimeoutExpired, ValueError):
+            return []
+
+    def default_sink(self):
+        for o in self.dump():
+            if o.get("type") == "PipeWire:Interface:Metadata" and \
+                    o.get("props", {}).get("metadata.name") == "default":
+                for e in o.get("metadata") or []:
+                    if e.get("key") == "default.audio.sink" and isinstance(e.get("value"), dict):
+                        return e["value"].get("name")
+        return None
+
+    def linked(self, a, b):
+        """A link joins the nodes called a and b."""
+        graph = self.dump()
+        ids = {}
+        for o in graph:
+            if o.get("type") == "PipeWire:Interface:Node":
+                ids.setdefault(o["info"]["props"].get("node.name"), []).append(o["id"])
+        if len(ids.get(a, [])) != 1 or len(ids.get(b, [])) != 1:
+            return False
+        ends = {ids[a][0], ids[b][0]}
+        return any(o.get("type") == "PipeWire:Interface:Link" and
+                   {o["info"].get("output-node-id"), o["info"].get("input-node-id")} == ends
+                   and o["info"].get("state") != "error" for o in graph)
+
+    def record_monitor(self, name, path):
+        """pw-record of test-sink's monitor, S16 stereo 48000, into path."""
+        p = self._start(name, ["pw-record", "--target", "test-sink", "--rate", "48000",
+                               "--channels", "2", "--format", "s16", "-P",
+                               f"{{ stream.capture.sink = true node.name = {name} }}", path])
+        wait_for(lambda: self.linked(name, "test-sink"), now() + 20,
+                 f"{name} linked to test-sink's monitor", [p, self.daemon], interval=0.2)
+        return p
+
+
+def read_wav_data(path):
+    """The data chunk of a WAV file as pw-record writes it; a data chunk
+    whose size was never written runs to the end of the file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    pos = 12
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], struct.unpack_from("<I", raw, pos + 4)[0]
+        if cid == b"data":
+            return raw[pos + 8:] if size in (0, 0xFFFFFFFF) else raw[pos + 8:pos + 8 + size]
+        pos += 8 + size + (size & 1)
+    return b""
+
+
+def check_exact(what, data, p):
+    """data holds play p exactly: silence, every frame of p in order, silence."""
+    frame = len(p.data) // p.frames
+    fill = FORMATS[p.fmt][3]
+    lead = silence_run(data, 0, frame, fill)
+    got = data[lead * frame:lead * frame + len(p.data)]
+    if got != p.data:
+        i = next((j for j in range(min(len(got), len(p.data))) if got[j] != p.data[j]),
+                 min(len(got), len(p.data)))
+        raise TestFailure(f"{p.name}: {what} differs from the played frames at frame "
+                          f"{i // frame} of {p.frames} ({len(data) // frame} frames, {lead} "
+                          "silent before the play)")
+    rest = data[lead * frame + len(p.data):]
+    if rest.count(bytes([fill])) != len(rest):
+        raise TestFailure(f"{p.name}: {what} has non-silent bytes after the play's last frame")
+    return lead, len(rest) // frame
+
+
+# ---------------------------------------------------------------------------
 # one QEMU + guest
 
 class Result:
@@ -412,7 +536,11 @@ class Result:
 
 
 class Guest:
-    def __init__(self, run, n, controls=False, hotplug=False, no_core=False):
+    def __init__(self, run, n, controls=False, hotplug=False, no_core=False, extra_cards=()):
+        """extra_cards: (chardev id, vhost-user socket, PCI slot) of more
+        vhost-user-snd-pci devices, each on its own daemon; their slots lie
+        after the first device's, so Linux numbers them card1, card2, ...
+        in this order (check_cards() checks)."""
         self.run, self.n = run, n
         d = run.sockdir
         self.qmp_path = os.path.join(d, f"qmp{n}.sock")
@@ -431,6 +559,10 @@ class Guest:
                 "-drive", f"file={run.xfer},format=raw,if=virtio,cache=writethrough",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         argv += snd_device_args(run.sock, controls=controls, hotplug=hotplug)
+        self.extra_cards = list(extra_cards)
+        for cid, sock, slot in self.extra_cards:
+            argv += ["-chardev", f"socket,id={cid},path={sock}",
+                     "-device", f"vhost-user-snd-pci,chardev={cid},addr={slot:#x}"]
         with open(os.path.join(run.rundir, f"qemu{n}.cmdline"), "w") as f:
             f.write(" ".join(argv) + "\n")
         self.proc = Proc(f"qemu#{n}", argv, os.path.join(run.rundir, f"qemu{n}.log"),
@@ -453,6 +585,23 @@ class Guest:
                 raise TestFailure(f"cont failed: {r['error']}")
         self.cmd_sock = wait_for(self._connect_cmd, now() + 10, "the command serial port",
                                  [self.proc])
+
+    def check_cards(self):
+        """Wait for the extra cards; card k + 1 must be extra_cards[k] (its
+        PCI slot), card0 the first device.  Returns /proc/asound/cards."""
+        n = len(self.extra_cards)
+        r = self.sh(f"i=0; while [ ! -c /dev/snd/pcmC{n}D0p ] && [ $i -lt 300 ]; do sleep 0.1; "
+                    "i=$((i+1)); done; cat /proc/asound/cards; for c in /sys/class/sound/card*; "
+                    "do echo SLOT ${c##*card} $(basename $(dirname $(readlink -f $c/device))); done")
+        slots = dict(x.split()[1:3] for x in r.out if x.startswith("SLOT ") and len(x.split()) == 3)
+        for k, (cid, _, slot) in enumerate(self.extra_cards):
+            want = f"0000:00:{slot:02x}.0"
+            if slots.get(str(k + 1)) != want:
+                raise TestFailure(f"guest {self.n}: card{k + 1} is on PCI {slots.get(str(k + 1))}, "
+                                  f"want {want} ({cid}); cards: {slots}")
+        if slots.get("0") in [f"0000:00:{c[2]:02x}.0" for c in self.extra_cards]:
+            raise TestFailure(f"guest {self.n}: card0 is an extra card ({slots})")
+        return [x for x in r.out if not x.startswith("SLOT ")]
 
     def _connect_cmd(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -629,14 +778,22 @@ class Run:
             P("after-capture", "S16_LE", 2, 48000, 0.5, 1200000),
             P("pause", "S16_LE", 2, 48000, 4.0, 1300000),
             P("boot2", "S16_LE", 2, 48000, 1.0, 2000000),
+            P("mixer-half", "S16_LE", 2, 48000, 1.0, 2500000),
             P("boot3", "S16_LE", 2, 48000, 1.0, 3000000),
             P("boot3-killed", "S16_LE", 2, 48000, 3.0, 3100000),
+            # card1: --backend alsa into alsa-lib's file plugin; card2:
+            # --backend pipewire into a private PipeWire's null sink
+            P("alsa-s16", "S16_LE", 2, 48000, 1.0, 4000000, card=1),
+            P("alsa-s32-44k", "S32_LE", 2, 44100, 1.0, 150000, card=1),
+            P("pw-s16", "S16_LE", 2, 48000, 1.0, 5000000, card=2),
         ]
         self.plays = {p.name: p for p in plays}
         self.played = []          # plays that completed, in order
 
     # ---- cases -----------------------------------------------------------
     def play(self, g, name, timeout=None):
+        """aplay of plays[name]; card0's plays are checked in the output
+        files at the end (self.played), the extra cards' by their case."""
         p = self.plays[name]
         r = g.sh(p.cmd(), timeout=timeout or 30 + 3 * p.seconds)
         bad = [x for x in r.out if "underrun" in x.lower() or "error" in x.lower()]
@@ -645,7 +802,8 @@ class Run:
         if r.secs < p.seconds * 0.98:
             raise TestFailure(f"{name}: {p.frames} frames at {p.rate} Hz played in "
                               f"{r.secs:.2f}s of guest time: faster than real time")
-        self.played.append(p)
+        if p.card == 0:
+            self.played.append(p)
         log(f"{name}: {p.frames} frames {p.fmt} {p.channels} ch {p.rate} Hz played in "
             f"{r.secs:.2f}s guest time ({p.aplay_opts or 'default buffer'})")
         return r
@@ -826,11 +984,91 @@ class Run:
         log(f"pause: the play completed ({r.secs:.2f}s guest time for {p.seconds:.1f}s "
             f"of audio); aplay said {r.out[-3:] or 'nothing'}")
 
+    def wait_exact(self, what, read, p, procs, timeout=15):
+        """Poll read() until it holds play p exactly (check_exact); the
+        back-end may still be writing the last period after aplay returned.
+        Returns (leading, trailing) silent frames."""
+        deadline = now() + timeout
+        while True:
+            try:
+                return check_exact(what, read(), p)
+            except TestFailure:
+                if now() > deadline:
+                    raise
+            for q in procs:
+                if not q.alive():
+                    raise TestFailure(f"{q.name} exited ({describe_rc(q.rc())}) while waiting "
+                                      f"for {p.name} in {what}")
+            time.sleep(0.2)
+
+    def case_alsa(self, g):
+        """Issue 8: --backend alsa with alsa-lib's file plugin (over null,
+        which has no clock: the back-end paces itself, so no play may be
+        faster than real time, which play() checks)."""
+        for name in ("alsa-s16", "alsa-s32-44k"):
+            p = self.plays[name]
+            self.play(g, name)
+
+            def read():
+                with open(self.alsa_raw, "rb") as f:
+                    return f.read()
+            lead, trail = self.wait_exact(os.path.basename(self.alsa_raw), read, p,
+                                          [self.d_alsa.proc])
+            log(f"{name}: alsa-lib's file plugin holds the {p.frames} frames exactly "
+                f"({lead} silent frames before, {trail} after)")
+
+    def case_pipewire(self, g):
+        """Issue 9: --backend pipewire into the private PipeWire's default
+        sink; pw-record reads the sink's monitor as S16.  PipeWire converts
+        S16 to float as s / 32768 and back exactly (tests/pipewire checks
+        both), so the monitor must hold the guest's S16 frames bit-exact."""
+        p = self.plays["pw-s16"]
+        path = os.path.join(self.rundir, "pw-monitor.wav")
+        rec = self.pw.record_monitor("guest-rec", path)
+        self.play(g, "pw-s16")
+        lead, trail = self.wait_exact("pw-record of test-sink's monitor",
+                                      lambda: read_wav_data(path), p,
+                                      [rec, self.pw.daemon, self.d_pw.proc])
+        rec.kill(signal.SIGINT)
+        if rec.wait(10) is None:
+            raise TestFailure("pw-record did not exit on SIGINT")
+        lead, trail = check_exact("pw-record of test-sink's monitor", read_wav_data(path), p)
+        log(f"pw-s16: test-sink's monitor holds the {p.frames} frames bit-exact ({lead} "
+            f"silent frames before, {trail} after)")
+
+    def mic_jack(self, g):
+        """The guest's 'Mic Jack' control (amixer -c0 contents): "on" or "off"."""
+        r = g.sh("amixer -c 0 contents")
+        for k, line in enumerate(r.out):
+            if "name='Mic Jack'" in line:
+                for v in r.out[k + 1:k + 4]:
+                    m = re.match(r"^: values=(on|off)$", v.strip())
+                    if m:
+                        return m.group(1)
+        raise TestFailure(f"no 'Mic Jack' control with a value in amixer -c 0 contents: {r.out}")
+
+    def case_jack(self, g, d):
+        """Issue 10: the input's enable flag is the microphone jack's state in
+        the guest (JACK_CONNECTED / JACK_DISCONNECTED events)."""
+        start = self.mic_jack(g)
+        if start != "off":
+            raise TestFailure(f"input is off, but the guest's Mic Jack is {start}")
+        for what, want in (("input on", "on"), ("input off", "off")):
+            t0 = now()
+            d.set(what)
+            got = wait_for(lambda: (lambda v: v if v == want else None)(self.mic_jack(g)),
+                           now() + 10, f"the guest's Mic Jack to become {want} after SET {what}",
+                           [g.proc, d.proc], interval=0.1)
+            log(f"SET {what}: the guest's Mic Jack is {got} {now() - t0:.2f}s later")
+
     # ---- boots -------------------------------------------------------------
     def boot1(self, d):
         with Case(self, "boot 1"):
-            g = Guest(self, 1)
+            g = Guest(self, 1, extra_cards=[("snd-alsa", self.d_alsa.sock, 0x10),
+                                            ("snd-pw", self.d_pw.sock, 0x11)])
             g.wait_ready()
+            cards = g.check_cards()
+            log("cards: card0 file back-end, card1 ALSA, card2 PipeWire: " + " | ".join(cards))
         with Case(self, "1 probe + hw_params = PCM_INFO"):
             self.case_probe(g, d)
         with Case(self, "2 playback formats"):
@@ -847,6 +1085,12 @@ class Run:
             self.play(g, "b2b-2")
         with Case(self, "6 QMP stop/cont mid-play"):
             self.case_pause(g)
+        with Case(self, "10 mic jack follows input", fatal=False):
+            self.case_jack(g, d)
+        with Case(self, "ALSA back-end: aplay into the file plugin", fatal=False):
+            self.case_alsa(g)
+        with Case(self, "PipeWire back-end: aplay to the sink", fatal=False):
+            self.case_pipewire(g)
         with Case(self, "quit 1"):
             g.quit()
             log("qemu#1 quit; the daemon waits for the next QEMU")
@@ -858,8 +1102,89 @@ class Run:
             r = g.sh("aplay -l; amixer -c 0 controls || true")
             log(f"controls=on: {[x for x in r.out if x.startswith('card 0:')]}; amixer: "
                 f"{r.out[-3:]}")
+            if any("Master Playback" in x for x in r.out):
+                raise TestFailure("a daemon without --controls offered mixer controls: "
+                                  f"{r.out[-6:]}")
             self.play(g, "boot2")
             g.quit()
+        with Case(self, "8 mixer: amixer, volume 50 % halves the samples, host mic", fatal=False):
+            self.case_mixer()
+
+    def case_mixer(self):
+        """The mixer controls in a real guest.  A daemon of its own (its
+        sockets, its output file): one that offers VIRTIO_SND_F_CTLS cannot
+        serve a QEMU without controls=on, which boot 1 is."""
+        saved = self.sock, self.ctl
+        self.sock = os.path.join(self.sockdir, "snd-mixer.sock")
+        self.ctl = os.path.join(self.sockdir, "ctl-mixer.sock")
+        out = os.path.join(self.rundir, "mixer-out.wav")
+        g = None
+        try:
+            d = Daemon(self, 3, ["--backend", "file", "--output-file", out,
+                                 "--input-file", self.input_wav, "--controls"])
+            g = Guest(self, 4, controls=True)
+            g.wait_ready()
+            r = g.sh("amixer -c 0 contents")
+            text = "\n".join(r.out)
+            log("amixer -c 0 contents:\n    " + "\n    ".join(r.out))
+            want = {"Master Playback Volume": "min=0,max=100,step=1",
+                    "Master Playback Switch": "type=BOOLEAN",
+                    "Capture Volume": "min=0,max=200,step=1",
+                    "Capture Switch": "type=BOOLEAN",
+                    "Host Microphone Capture Switch": "type=BOOLEAN,access=r"}
+            for name, info in want.items():
+                m = re.search(r"name='" + re.escape(name) + r"'\n\s*; (\S+)", text)
+                if not m or info not in m.group(1):
+                    raise TestFailure(f"amixer contents: {name!r} with {info!r} missing: "
+                                      f"{r.out[:40]}")
+            if text.count("dBlinear") < 2:
+                raise TestFailure("amixer contents: no dB scale on the two volumes")
+
+            # the guest sets the playback volume to half: every S16 sample
+            # the host gets is s * 50 / 100, truncated toward zero
+            g.sh("amixer -c 0 cset name='Master Playback Volume' 50")
+            st = json.loads(d.ctl("STATUS")[3:])["mixer"]
+            if st["controls"][0]["value"] != 50 or not st["negotiated"]:
+                raise TestFailure(f"after cset 50 the daemon's mixer is {st}")
+            p = self.plays["mixer-half"]
+            g.sh(p.cmd(), timeout=30 + 3 * p.seconds)
+            half = struct.pack(f"<{len(p.data) // 2}h", *[
+                int(v / 2) for v in struct.unpack(f"<{len(p.data) // 2}h", p.data)])
+            _, data = read_wav(out)
+            at = data.find(half)
+            if at < 0:
+                at_full = data.find(p.data)
+                raise TestFailure("the host's file does not hold the play at half volume"
+                                  + (" (it holds it at full volume)" if at_full >= 0 else ""))
+            log(f"volume 50: the host's file holds all {p.frames} frames at exactly half "
+                f"(s * 50 / 100, truncated), from byte {at}")
+
+            # the host's input toggle, seen in the guest's read-only control
+            def host_mic():
+                r = g.sh("amixer -c 0 cget name='Host Microphone Capture Switch'")
+                vals = [x for x in r.out if x.strip().startswith(": values=")]
+                return vals[0].split("=", 1)[1] if vals else None
+            before = host_mic()
+            d.set("input on")
+            on = host_mic()
+            d.set("input off")
+            off = host_mic()
+            if (before, on, off) != ("off", "on", "off"):
+                raise TestFailure(f"Host Microphone in the guest: {before} at start, {on} after "
+                                  f"SET input on, {off} after SET input off")
+            # the host's volume, seen by the guest
+            r = d.ctl("VOLUME output 40%")
+            g2 = g.sh("amixer -c 0 cget name='Master Playback Volume'")
+            if r != "OK output volume 40%" or not any(x.strip() == ": values=40" for x in g2.out):
+                raise TestFailure(f"VOLUME output 40% answered {r!r}; the guest reads {g2.out}")
+            log("host microphone in the guest's amixer: off, on after SET input on, off after "
+                "SET input off; VOLUME output 40% reads 40 in the guest")
+            g.quit()
+        finally:
+            self.sock, self.ctl = saved
+            if g and g.proc.alive():    # failed half way: boot 3 should not share the CPU
+                g.proc.kill(signal.SIGTERM)
+                g.proc.wait(10)
 
     def case_cmdline_reconnect(self):
         """Why the recipe: -device on the command line with a reconnect-ms
@@ -957,6 +1282,24 @@ class Run:
             f.write(wav_bytes("S16_LE", 2, 48000, self.input_data))
         self.daemon_args = ["--backend", "file", "--output-file", self.output_wav,
                             "--input-file", self.input_wav]
+        # card1's daemon: ALSA_CONFIG_PATH to a configuration with only the
+        # file plugin (raw) over null, as tests/sound/test_alsa.cpp has it
+        self.alsa_raw = os.path.join(self.rundir, "alsa-out.raw")
+        alsa_conf = os.path.join(self.rundir, "alsa-test.conf")
+        with open(alsa_conf, "w") as f:
+            f.write(f'pcm.guestfile {{ type file slave.pcm {{ type null }} '
+                    f'file "{self.alsa_raw}" format raw }}\n')
+        self.d_alsa = Daemon(self, "-alsa", ["--backend", "alsa", "--alsa-device", "guestfile"],
+                             sock=os.path.join(self.sockdir, "snd-alsa.sock"),
+                             ctl=os.path.join(self.sockdir, "ctl-alsa.sock"),
+                             env=dict(os.environ, ALSA_CONFIG_PATH=alsa_conf))
+        # card2's: a private PipeWire daemon and vhost-sound on it
+        for tool in ("pipewire", "wireplumber", "pw-dump", "pw-record"):
+            which_or_skip(tool, "tools/setup.sh --tests installs PipeWire")
+        self.pw = PipeWire(self, os.path.join(self.sockdir, "pw"))
+        self.d_pw = Daemon(self, "-pw", ["--backend", "pipewire", "--name", "qemu-guest"],
+                           sock=os.path.join(self.sockdir, "snd-pw.sock"),
+                           ctl=os.path.join(self.sockdir, "ctl-pw.sock"), env=self.pw.env)
         d = Daemon(self, 1, self.daemon_args)
         self.d1 = d
         self.boot1(d)
@@ -984,6 +1327,10 @@ class Run:
             log(f"{p.name}: {how} ({describe_rc(rc)})")
             if rc != 0 or how != "exited on SIGTERM":
                 problems.append(f"{p.name} did not exit 0 on SIGTERM: {how} ({describe_rc(rc)})")
+        for p in reversed(self.procs):         # pw-record, wireplumber, pipewire
+            if not p.name.startswith(("qemu", "daemon")) and p.alive():
+                rc, how = p.stop(5)
+                log(f"{p.name}: {how} ({describe_rc(rc)})")
         if self.sockdir:
             shutil.rmtree(self.sockdir, ignore_errors=True)
         return problems
@@ -1025,6 +1372,10 @@ def main():
     def on_alarm(signum, frame):
         raise TestFailure(f"whole test exceeded {a.total_timeout:.0f}s")
     signal.signal(signal.SIGALRM, on_alarm)
+
+    def on_term(signum, frame):
+        raise TestFailure(f"killed by {signal.Signals(signum).name} (meson's timeout?)")
+    signal.signal(signal.SIGTERM, on_term)   # so teardown stops every process
     signal.alarm(int(a.total_timeout))
     status = 0
     try:

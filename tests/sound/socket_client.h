@@ -61,9 +61,15 @@ public:
 		return true;
 	}
 
-	/** \brief The next line (without '\n'); nothing on EOF or after \a timeout_ms. */
-	std::optional<std::string> line(int timeout_ms = 3000)
+	/**
+	 * \brief The next line (without '\n'); nothing on EOF or after \a timeout_ms.
+	 *
+	 * The default is only a bound on a failing test: a sanitizer build on a
+	 * loaded CI machine can take seconds to answer.
+	 */
+	std::optional<std::string> line(int timeout_ms = kPatience)
 	{
+		const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 		while (true) {
 			const size_t nl = buffer_.find('\n');
 			if (nl != std::string::npos) {
@@ -72,7 +78,7 @@ public:
 				return out;
 			}
 			pollfd p{ fd_, POLLIN, 0 };
-			if (::poll(&p, 1, timeout_ms) <= 0)
+			if (::poll(&p, 1, remaining_ms(deadline)) <= 0)
 				return std::nullopt;
 			char buf[4096];
 			const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
@@ -94,40 +100,54 @@ public:
 	}
 
 	/** \brief True once the server closed the connection (within \a timeout_ms). */
-	bool closed_by_peer(int timeout_ms = 3000)
+	bool closed_by_peer(int timeout_ms = kPatience)
 	{
 		char buf[65536];
-		const auto deadline = timeout_ms;
-		for (int waited = 0; waited < deadline; waited += 10) {
+		/* A clock, not a count of polls: a peer still sending makes every poll return at once. */
+		const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+		while (true) {
 			pollfd p{ fd_, POLLIN, 0 };
-			if (::poll(&p, 1, 10) > 0) {
-				const ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
-				if (n == 0 || (n < 0 && errno == ECONNRESET))
-					return true;
-			}
+			const int ready = ::poll(&p, 1, remaining_ms(deadline));
+			if (ready < 0 && errno == EINTR)
+				continue;
+			if (ready <= 0)
+				return false;
+			const ssize_t n = ::recv(fd_, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 0 || (n < 0 && errno == ECONNRESET))
+				return true;
 		}
-		return false;
 	}
 
+	/** \brief How long line() and closed_by_peer() wait by default, in ms. */
+	static constexpr int kPatience = 20000;
+
 private:
+	static int remaining_ms(std::chrono::steady_clock::time_point deadline)
+	{
+		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+			deadline - std::chrono::steady_clock::now());
+		return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+	}
+
 	int fd_ = -1;
 	std::string buffer_;
 };
 
 /**
  * \brief QUERY on the daemon's control socket once it exists: a path cannot be
- * waited on, so retry for up to 2 s while the daemon starts.
+ * waited on, so retry (for up to LineClient::kPatience) while the daemon starts.
  */
 inline std::optional<std::string> query_when_up(const std::string &ctl)
 {
-	for (int i = 0; i < 200; i++) {
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(LineClient::kPatience);
+	do {
 		try {
 			LineClient client(ctl);
 			return client.ask("QUERY");
 		} catch (const std::exception &) {
 			std::this_thread::sleep_for(std::chrono::milliseconds(10));
 		}
-	}
+	} while (std::chrono::steady_clock::now() < deadline);
 	return std::nullopt;
 }
 

@@ -110,6 +110,11 @@ TEST_CASE("the grammar: requests and replies parse and format back", "[control]"
 		{ "SET input off", { Verb::Set, Direction::Input, false } },
 		{ "TOGGLE input", { Verb::Toggle, Direction::Input } },
 		{ "TOGGLE output", { Verb::Toggle, Direction::Output } },
+		{ "VOLUME output 40%", { Verb::Volume, Direction::Output, false, 40 } },
+		{ "VOLUME input 0%", { Verb::Volume, Direction::Input, false, 0 } },
+		{ "MUTE input", { Verb::Mute, Direction::Input } },
+		{ "UNMUTE output", { Verb::Unmute, Direction::Output } },
+		{ "CONTROLS", { Verb::Controls } },
 	};
 	for (const auto &[line, request] : cases) {
 		INFO(line);
@@ -190,6 +195,67 @@ TEST_CASE("every verb: QUERY, SET, TOGGLE, STATUS, WATCH", "[control]")
 	}
 	CHECK(in["feeder_chain"].back() == "rxq");
 	CHECK(out["feeder_chain"].front() == "txq");
+	/* No --controls: the mixer is there for the host, not offered to the guest. */
+	CHECK(status["mixer"]["offered"] == false);
+	CHECK(status["mixer"]["negotiated"] == false);
+	REQUIRE(status["mixer"]["controls"].size() == Mixer::kCount);
+	CHECK(status["mixer"]["controls"][0]["key"] == "playback-volume");
+	CHECK(status["mixer"]["controls"][0]["value"] == 100);
+}
+
+TEST_CASE("the mixer verbs: VOLUME, MUTE, UNMUTE, CONTROLS; out of range refused", "[control][mixer]")
+{
+	boost::asio::io_context io;
+	NullBackend backend(io);
+	SoundDevice::Options options;
+	options.controls = true;
+	SoundDevice device(backend, backend, options);
+	ControlCommands commands(device, "9.9");
+
+	CHECK(commands.handle("VOLUME output 40%") == "OK output volume 40%");
+	CHECK(device.mixer().value(Mixer::kPlaybackVolume) == 40);
+	CHECK(device.stream(0).gain() == 40);
+	CHECK(commands.handle("volume INPUT 150") == "OK input volume 150%");
+	CHECK(device.stream(1).gain() == 150);
+	CHECK(commands.handle("MUTE input") == "OK input muted");
+	CHECK(device.stream(1).gain() == 0);
+	CHECK(device.mixer().value(Mixer::kCaptureVolume) == 150);
+	CHECK(commands.handle("UNMUTE input") == "OK input unmuted");
+	CHECK(device.stream(1).gain() == 150);
+	CHECK(commands.handle("MUTE output") == "OK output muted");
+
+	for (const char *line : { "VOLUME output 101%", "VOLUME input 201%", "VOLUME output -1%",
+				  "VOLUME output 40%%", "VOLUME output", "VOLUME speaker 4%", "MUTE",
+				  "UNMUTE output on", "CONTROLS x", "VOLUME output 99999999999%" }) {
+		INFO(line);
+		CHECK(starts_with(commands.handle(line), "ERR 400 "));
+	}
+	CHECK(commands.handle("VOLUME output 101%") ==
+	      "ERR 400 volume 101% out of range for output (0-100%)");
+	CHECK(device.mixer().value(Mixer::kPlaybackVolume) == 40);
+	CHECK(device.mixer().value(Mixer::kPlaybackSwitch) == 0);
+
+	const json mixer = ok_json(commands.handle("CONTROLS"));
+	INFO(mixer.dump());
+	CHECK(mixer["offered"] == true);
+	CHECK(mixer["negotiated"] == false);
+	CHECK(mixer["output_gain_percent"] == 0);
+	CHECK(mixer["input_gain_percent"] == 150);
+	REQUIRE(mixer["controls"].size() == 5);
+	const char *keys[] = { "playback-volume", "playback-switch", "capture-volume", "capture-switch",
+			       "host-microphone" };
+	const uint32_t values[] = { 40, 0, 150, 1, 0 };
+	for (uint32_t i = 0; i < 5; i++) {
+		CHECK(mixer["controls"][i]["id"] == i);
+		CHECK(mixer["controls"][i]["key"] == keys[i]);
+		CHECK(mixer["controls"][i]["value"] == values[i]);
+		CHECK(mixer["controls"][i]["writable"] == (i != Mixer::kHostMicrophone));
+	}
+	CHECK(mixer["controls"][4]["name"] == "Host Microphone Capture Switch");
+	/* Toggling input moves the read-only control. */
+	CHECK(commands.handle("SET input on") == "OK input on");
+	CHECK(device.mixer().value(Mixer::kHostMicrophone) == 1);
+	CHECK(ok_json(commands.handle("STATUS"))["mixer"] == ok_json(commands.handle("CONTROLS")));
 }
 
 TEST_CASE("bad requests get ERR 400 and change nothing", "[control]")
@@ -210,7 +276,8 @@ TEST_CASE("bad requests get ERR 400 and change nothing", "[control]")
 	CHECK_FALSE(device.enabled(Direction::Input));
 	/* Echoed words are sanitised. */
 	CHECK(commands.handle("\x1b[31mX") ==
-	      "ERR 400 unknown verb '?[31mX' (QUERY, SET, TOGGLE, STATUS, WATCH)");
+	      "ERR 400 unknown verb '?[31mX' (QUERY, SET, TOGGLE, STATUS, WATCH, VOLUME, MUTE, UNMUTE, "
+	      "CONTROLS)");
 	CHECK(commands.handle("TOGGLE sp\x7f") == "ERR 400 unknown stream 'sp?' (output, input)");
 	CHECK(commands.handle("SET input " + std::string(40, 'y')) ==
 	      "ERR 400 unknown value '" + std::string(32, 'y') + "...' (on, off)");
@@ -327,7 +394,8 @@ TEST_CASE("hostile clients: long lines, garbage, half lines, many clients (class
 		clients.pop_back();
 		/* Once one left, a new one is served (the server notices the close first). */
 		bool served = false;
-		for (int i = 0; i < 50 && !served; i++) {
+		const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(LineClient::kPatience);
+		while (!served && std::chrono::steady_clock::now() < deadline) {
 			LineClient again(f.path);
 			const auto reply = again.ask("QUERY");
 			served = starts_with(reply, "OK ");

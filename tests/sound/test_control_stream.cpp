@@ -404,3 +404,66 @@ TEST_CASE("WATCH reports the guest leaving, and xruns at most once a second per 
 	}
 	CHECK(std::count(rest.begin(), rest.end(), "state:0:running->idle") == 1);
 }
+
+TEST_CASE("the host's VOLUME / MUTE reach the guest as CTL_NOTIFY and WATCH as mixer events; a guest write too",
+	  "[control][mixer]")
+{
+	SoundDevice::Options options;
+	options.controls = true;
+	SoundDaemon daemon(options);
+	Control control(daemon);
+	LineClient watcher(control.path);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	LineClient user(control.path);
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	EventQueue events(snd);
+	events.queue(4);
+
+	auto next_ctl = [&] {
+		const auto e = events.next();
+		REQUIRE(e);
+		vs::CtlEvent ce;
+		std::memcpy(&ce, &*e, sizeof(ce));
+		CHECK(ce.hdr.code == vs::kEvtCtlNotify);
+		CHECK(ce.mask == 1);
+		return ce.control_id;
+	};
+	/* The next mixer event WATCH shows, skipping the others (guest, xrun). */
+	auto next_watch = [&] {
+		while (const auto line = watcher.line(3000)) {
+			const json e = json::parse(*line);
+			if (e["event"] == "mixer")
+				return fmt::format("{}={} by {}", e["control"].get<std::string>(),
+						   e["value"].get<int>(), e["by"].get<std::string>());
+		}
+		return std::string("none");
+	};
+
+	REQUIRE(user.ask("VOLUME output 40%") == "OK output volume 40%");
+	CHECK(next_ctl() == vhost_sound::Mixer::kPlaybackVolume);
+	CHECK(next_watch() == "playback-volume=40 by host");
+	REQUIRE(user.ask("MUTE input") == "OK input muted");
+	CHECK(next_ctl() == vhost_sound::Mixer::kCaptureSwitch);
+	CHECK(next_watch() == "capture-switch=0 by host");
+	/* Toggling input: the jack, then the host-microphone control. */
+	REQUIRE(user.ask("SET input on") == "OK input on");
+	const auto jack = events.next();
+	REQUIRE(jack);
+	CHECK(jack->hdr.code == vs::kEvtJackConnected);
+	CHECK(next_ctl() == vhost_sound::Mixer::kHostMicrophone);
+
+	struct {
+		vs::CtlHdr hdr;
+		vs::CtlValue value;
+	} write{};
+	write.hdr = { { vs::kCtlWrite }, vhost_sound::Mixer::kCaptureVolume };
+	write.value.integer[0] = 180;
+	REQUIRE(snd.control(write).status == vs::kStatusOk);
+	CHECK(next_watch() == "capture-volume=180 by guest");
+	const json status = ok_json(user.ask("STATUS"));
+	CHECK(status["mixer"]["negotiated"] == true);
+	CHECK(status["mixer"]["controls"][2]["value"] == 180);
+	CHECK(status["mixer"]["controls"][4]["value"] == 1);
+	CHECK(status["mixer"]["input_gain_percent"] == 0); /* still muted */
+}

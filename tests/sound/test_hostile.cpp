@@ -18,6 +18,8 @@ using State = PcmStream::State;
 namespace {
 
 struct Connected {
+	explicit Connected(SoundDevice::Options options = {}) : daemon(options) {}
+
 	SoundDaemon daemon;
 	vhostpp::DeviceDriver driver{ daemon.socket_path(), sound_driver_options() };
 	SoundDriver snd{ driver };
@@ -205,6 +207,80 @@ TEST_CASE("class 28: short, unknown and out-of-range control requests", "[hostil
 		CHECK(snd.control(q, 2).used_len == 0);
 	}
 
+	c.still_serves();
+}
+
+TEST_CASE("class 28, controls: truncated, out-of-range and random CTL_* requests change no value", "[hostile][mixer]")
+{
+	SoundDevice::Options options;
+	options.controls = true;
+	Connected c(options);
+	auto &snd = c.snd;
+	using vhost_sound::Mixer;
+	auto values = [&] {
+		return c.daemon.on_loop([&] {
+			std::vector<uint32_t> v;
+			for (uint32_t id = 0; id < Mixer::kCount; id++)
+				v.push_back(c.daemon.device().mixer().value(id));
+			return v;
+		});
+	};
+	const auto before = values();
+
+	/* A CTL_WRITE of volume 7, cut at every length short of its 520 bytes. */
+	struct {
+		vs::CtlHdr hdr;
+		vs::CtlValue value;
+	} write{};
+	write.hdr = { { vs::kCtlWrite }, Mixer::kPlaybackVolume };
+	write.value.integer[0] = 7;
+	const auto *bytes = reinterpret_cast<const uint8_t *>(&write);
+	for (size_t len = 0; len < sizeof(write); len++) {
+		INFO("CTL_WRITE of " << len << " bytes");
+		CHECK(snd.control({ bytes, len }, 4).status == vs::kStatusBadMsg);
+	}
+	for (uint32_t code : { vs::kCtlEnumItems, vs::kCtlRead, vs::kCtlTlvRead, vs::kCtlTlvWrite,
+			       vs::kCtlTlvCommand }) {
+		const vs::Hdr hdr{ code };
+		CHECK(snd.control(hdr, 4 + 512).status == vs::kStatusBadMsg);
+		for (uint32_t id : { uint32_t{Mixer::kCount}, 0x8000u, 0xffffffffu }) {
+			const vs::CtlHdr req{ { code }, id };
+			CHECK(snd.control(req, 4 + 512).status == vs::kStatusBadMsg);
+		}
+	}
+	/* CTL_INFO: the query rules. */
+	for (const vs::QueryInfo &q : { vs::QueryInfo{ { vs::kCtlInfo }, 0, 6, sizeof(vs::CtlInfo) },
+					vs::QueryInfo{ { vs::kCtlInfo }, 0xffffffff, 2, sizeof(vs::CtlInfo) },
+					vs::QueryInfo{ { vs::kCtlInfo }, 0, 1, sizeof(vs::CtlInfo) - 1 } })
+		CHECK(snd.control(q, 4 + 6 * sizeof(vs::CtlInfo)).status == vs::kStatusBadMsg);
+	const vs::QueryInfo one{ { vs::kCtlInfo }, 0, 1, sizeof(vs::CtlInfo) };
+	CHECK(snd.control(one, 4 + sizeof(vs::CtlInfo) - 1).status == vs::kStatusBadMsg);
+	/* Every value out of every range. */
+	for (uint32_t id = 0; id < Mixer::kCount; id++) {
+		write.hdr.control_id = id;
+		for (uint32_t v : { Mixer::max(id) + 1, 0x80000000u, 0xffffffffu }) {
+			write.value.integer[0] = v;
+			CHECK(snd.control(write).status != vs::kStatusOk);
+		}
+	}
+	/* Random requests with a CTL_* code: whatever they get, nothing changes
+	 * but by a well-formed in-range CTL_WRITE, which is then undone. */
+	uint32_t seed = 12345;
+	auto rnd = [&] { return seed = seed * 1664525u + 1013904223u; };
+	std::vector<uint8_t> garbage(520);
+	for (int i = 0; i < 500; i++) {
+		for (auto &b : garbage)
+			b = static_cast<uint8_t>(rnd() >> 24);
+		const uint32_t code = vs::kCtlInfo + rnd() % 7;
+		std::memcpy(garbage.data(), &code, 4);
+		const bool writes = code == vs::kCtlWrite;
+		if (writes) /* keep the value out of range */
+			garbage[8 + 3] |= 0x80;
+		const size_t len = rnd() % garbage.size();
+		const auto reply = snd.control({ garbage.data(), len }, rnd() % 1024);
+		CHECK(reply.status != vs::kStatusIoErr);
+	}
+	CHECK(values() == before);
 	c.still_serves();
 }
 

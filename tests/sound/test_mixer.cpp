@@ -157,6 +157,11 @@ TEST_CASE("CTL_READ / CTL_WRITE / CTL_TLV_READ, and every refusal changes nothin
 	CHECK(write_value(snd, Mixer::kPlaybackSwitch, 0) == vs::kStatusOk);
 	CHECK(daemon.on_loop([&] { return daemon.device().stream(0).gain(); }) == 0);
 	CHECK(daemon.on_loop([&] { return daemon.device().stream(1).gain(); }) == 200);
+	/* STATUS's feeder shows where the gain is applied. */
+	CHECK(daemon.on_loop([&] { return daemon.device().stream(0).stats().feeder; })
+		      .starts_with("txq -> enabled -> gain 0% -> "));
+	CHECK(daemon.on_loop([&] { return daemon.device().stream(1).stats().feeder; }) ==
+	      "null (closed) -> no ring -> silenced -> rxq");
 
 	/* Refusals. */
 	CHECK(write_value(snd, Mixer::kPlaybackVolume, 101) == vs::kStatusBadMsg);

@@ -133,7 +133,7 @@ TEST_CASE("vhostctl: every subcommand against a running daemon, its output and e
 	std::vector<std::string> lines;
 	for (std::string line; std::getline(table, line);)
 		lines.push_back(line);
-	REQUIRE(lines.size() == 8);
+	REQUIRE(lines.size() == 14); /* + the mixer: a summary and 5 controls */
 	CHECK(std::regex_match(lines[0], std::regex("vhost-sound 0\\.1\\.0, back-end null, guest not connected, up 0:00:0\\d")));
 	CHECK(std::regex_match(lines[1], std::regex("ID +DIR +ENABLED +STATE +FORMAT +RATE +CH +BUFFER +PERIOD +BYTES +FRAMES +XRUNS +LAT\\(ms\\) +RING +QUEUED")));
 	CHECK(std::regex_match(lines[2], std::regex("0 +output +on +idle +- +- +- +- +- +0 +0 +0 +- +0/0 +0")));
@@ -142,6 +142,24 @@ TEST_CASE("vhostctl: every subcommand against a running daemon, its output and e
 	CHECK(lines[5] == "stream 1 feeder: null (closed) -> no ring -> enabled -> rxq");
 	CHECK(lines[6] == "jack 0 (line-out): connected");
 	CHECK(lines[7] == "jack 1 (microphone): connected");
+	CHECK(lines[8] == "controls not offered (no --controls), guest does not use them; gain output 100%, input 100%");
+	CHECK(std::regex_match(lines[9], std::regex("  0 +playback-volume +Master Playback Volume +100% \\(0-100\\)")));
+	CHECK(std::regex_match(lines[13], std::regex("  4 +host-microphone +Host Microphone Capture Switch +on \\(read-only\\)")));
+
+	/* The mixer: volume, mute, unmute, controls. */
+	CHECK(ctl({ "volume", "output", "40%" }).out == "output volume 40%\n");
+	CHECK(ctl({ "mute", "input" }).out == "input muted\n");
+	CHECK(ctl({ "unmute", "input" }).out == "input unmuted\n");
+	r = ctl({ "controls" });
+	CHECK(r.status == 0);
+	CHECK(r.out.find("  0  playback-volume") != std::string::npos);
+	CHECK(r.out.find("40% (0-100)") != std::string::npos);
+	r = ctl({ "controls", "--json" });
+	CHECK(json::parse(r.out)["controls"][0]["value"] == 40);
+	r = ctl({ "volume", "output", "101%" });
+	CHECK(r.status == 1);
+	CHECK(r.err.find("ERR 400 volume 101% out of range for output (0-100%)") != std::string::npos);
+	CHECK(ctl({ "volume", "output", "100%" }).status == 0);
 
 	r = ctl({ "status", "--json" });
 	CHECK(r.status == 0);
@@ -198,9 +216,11 @@ TEST_CASE("vhostctl: every subcommand against a running daemon, its output and e
 		     { { "-s", daemon.ctl }, "no command" },
 		     { { "-s", daemon.ctl, "frob" }, "unknown command 'frob'" },
 		     { { "-s", daemon.ctl, "enable", "speaker" }, "'speaker' is not output or input" },
+		     { { "-s", daemon.ctl, "volume", "output", "loud" }, "'loud' is not a percentage" },
+		     { { "-s", daemon.ctl, "mute" }, "usage: vhostctl mute output|input" },
 		     { { "-s", daemon.ctl, "set", "input", "maybe" }, "'maybe' is not on or off" },
 		     { { "-s", daemon.ctl, "set", "input" }, "usage: vhostctl set" },
-		     { { "-s", daemon.ctl, "query", "--json" }, "--json goes with status and watch" },
+		     { { "-s", daemon.ctl, "query", "--json" }, "--json goes with status, watch and controls" },
 		     { { "-s", daemon.ctl, "--vm", "x", "query" }, "mutually exclusive" },
 		     { { "--vm", "a/b", "query" }, "cannot name a socket" },
 		     { { "--bogus" }, "unrecognised option" },
@@ -466,9 +486,11 @@ TEST_CASE("the daemon under the units' sandbox, as far as it applies without sys
 		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
 		const auto played = pcm.play(20, [](uint64_t, std::span<uint8_t> out) { std::fill(out.begin(), out.end(), 1); });
 		CHECK(played.statuses == std::vector<uint32_t>(20, vs::kStatusOk));
+		/* Asked while the guest is still connected: once it goes, the
+		 * daemon resets its streams to idle. */
+		const json status = json::parse(user.ask("STATUS").substr(3));
+		CHECK(status["streams"][0]["state"] == "released");
 	}
-	const json status = json::parse(user.ask("STATUS").substr(3));
-	CHECK(status["streams"][0]["state"] == "released");
 	/* It really runs as nobody: the daemon's own uid is 65534, so root got in as root. */
 	const std::string pid = std::to_string(daemon->pid());
 	std::ifstream proc("/proc/" + pid + "/status");

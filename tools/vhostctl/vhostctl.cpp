@@ -169,6 +169,10 @@ const char *kUsage =
 	"  toggle output|input        switch a direction; prints its new state\n"
 	"  set output|input on|off    set a direction\n"
 	"  watch [--json]             print one line per event until interrupted\n"
+	"  volume output|input N%     set a direction's volume (output 0-100%, input 0-200%)\n"
+	"  mute output|input          mute a direction (silence, same pace)\n"
+	"  unmute output|input        unmute a direction\n"
+	"  controls [--json]          the mixer's controls and their values\n"
 	"\n"
 	"The control socket is PATH, or for --vm NAME $RUNTIME/vhost-sound/NAME.ctl\n"
 	"($RUNTIME: /run for root, $XDG_RUNTIME_DIR otherwise).\n"
@@ -194,8 +198,8 @@ control::Request request_for(const std::vector<std::string> &words, bool json)
 		if (args != n)
 			throw UsageError(std::string("usage: vhostctl ") + usage);
 	};
-	if (json && command != "status" && command != "watch")
-		throw UsageError("--json goes with status and watch only");
+	if (json && command != "status" && command != "watch" && command != "controls")
+		throw UsageError("--json goes with status, watch and controls only");
 
 	control::Request r;
 	if (command == "query") {
@@ -224,6 +228,21 @@ control::Request request_for(const std::vector<std::string> &words, bool json)
 		if (!on)
 			throw UsageError("'" + words[2] + "' is not on or off");
 		r.on = *on;
+	} else if (command == "volume") {
+		expect_args(2, "volume output|input N%");
+		r.verb = control::Verb::Volume;
+		r.direction = direction(1);
+		const auto percent = control::parse_percent(words[2]);
+		if (!percent)
+			throw UsageError("'" + words[2] + "' is not a percentage such as 40%");
+		r.percent = *percent;
+	} else if (command == "mute" || command == "unmute") {
+		expect_args(1, (command + " output|input").c_str());
+		r.verb = command == "mute" ? control::Verb::Mute : control::Verb::Unmute;
+		r.direction = direction(1);
+	} else if (command == "controls") {
+		expect_args(0, "controls [--json]");
+		r.verb = control::Verb::Controls;
 	} else {
 		throw UsageError("unknown command '" + command + "'");
 	}
@@ -238,7 +257,7 @@ int run(int argc, char *argv[])
 		("socket,s", po::value<std::string>()->value_name("PATH"), "the control socket")
 		("vm", po::value<std::string>()->value_name("NAME"),
 		 "the control socket of VM NAME (the daemon's --name)")
-		("json", "status, watch: print the daemon's JSON as it is")
+		("json", "status, watch, controls: print the daemon's JSON as it is")
 		("timeout", po::value<unsigned>()->value_name("MS")->default_value(5000),
 		 "give up waiting for the daemon after MS milliseconds")
 		("help,h", "print this help and exit")
@@ -292,19 +311,26 @@ int run(int argc, char *argv[])
 
 	Connection connection(path, std::chrono::milliseconds(vm["timeout"].as<unsigned>()));
 	const std::string reply = connection.ask(request);
-	switch (request.verb) {
-	case control::Verb::Status: {
+	/* STATUS and CONTROLS reply with one JSON document: raw with --json,
+	 * else as a table; a reply that is not one is the daemon's fault. */
+	auto print_document = [&](std::string (*table)(const nlohmann::json &)) {
 		if (json) {
 			std::cout << reply << std::endl;
-			break;
+			return;
 		}
 		try {
-			std::cout << control::format_status_table(nlohmann::json::parse(reply));
+			std::cout << table(nlohmann::json::parse(reply));
 		} catch (const std::exception &e) {
 			throw Unreachable(connection.path() + ": " + e.what());
 		}
+	};
+	switch (request.verb) {
+	case control::Verb::Status:
+		print_document(control::format_status_table);
 		break;
-	}
+	case control::Verb::Controls:
+		print_document(control::format_controls_table);
+		break;
 	case control::Verb::Watch:
 		/* Until the daemon goes away or we are interrupted. */
 		while (true) {

@@ -126,7 +126,7 @@ CliResult parse_command_line(int argc, const char *const argv[])
 		("controls", "offer the guest mixer controls (VIRTIO_SND_F_CTLS): volume and "
 		 "switch per direction, the host microphone's state; needs QEMU's controls=on")
 		("control-socket", po::value<std::string>()->value_name("PATH"),
-		 "serve the control protocol (QUERY, SET, TOGGLE, STATUS, WATCH) on the Unix "
+		 "serve the control protocol (QUERY, SET, TOGGLE, STATUS, WATCH, VOLUME, MUTE, ...) on the Unix "
 		 "socket PATH")
 		("control-socket-mode", po::value<std::string>()->value_name("MODE"),
 		 "the control socket's permissions, octal (default 0600)")

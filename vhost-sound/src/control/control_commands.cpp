@@ -90,6 +90,13 @@ std::string ControlCommands::execute(const control::Request &request)
 		return control::format_ok(status().dump());
 	case control::Verb::Watch:
 		return control::format_ok("watching");
+	case control::Verb::Volume:
+		return volume(request.direction, request.percent);
+	case control::Verb::Mute:
+	case control::Verb::Unmute:
+		return mute(request.direction, request.verb == control::Verb::Mute);
+	case control::Verb::Controls:
+		return control::format_ok(mixer().dump());
 	}
 	return control::format_error({ 400, "unknown verb" });
 }
@@ -108,6 +115,47 @@ std::string ControlCommands::set(control::Direction direction, bool on)
 	device_.set_enabled(direction, on);
 	return control::format_ok(
 		fmt::format("{} {}", virtio_snd::direction_name(direction), on_off(on)));
+}
+
+std::string ControlCommands::volume(control::Direction direction, uint32_t percent)
+{
+	const uint32_t id =
+		direction == Direction::Output ? Mixer::kPlaybackVolume : Mixer::kCaptureVolume;
+	if (percent > Mixer::max(id))
+		return control::format_error(
+			{ 400, fmt::format("volume {}% out of range for {} (0-{}%)", percent,
+					   virtio_snd::direction_name(direction), Mixer::max(id)) });
+	device_.set_control(id, percent);
+	return control::format_ok(
+		fmt::format("{} volume {}%", virtio_snd::direction_name(direction), percent));
+}
+
+std::string ControlCommands::mute(control::Direction direction, bool muted)
+{
+	device_.set_control(direction == Direction::Output ? Mixer::kPlaybackSwitch
+							   : Mixer::kCaptureSwitch,
+			    muted ? 0 : 1);
+	return control::format_ok(fmt::format("{} {}", virtio_snd::direction_name(direction),
+					      muted ? "muted" : "unmuted"));
+}
+
+json ControlCommands::mixer() const
+{
+	json controls = json::array();
+	for (uint32_t id = 0; id < Mixer::kCount; id++)
+		controls.push_back({ { "id", id },
+				     { "key", Mixer::key(id) },
+				     { "name", Mixer::name(id) },
+				     { "value", device_.mixer().value(id) },
+				     { "max", Mixer::max(id) },
+				     { "writable", id != Mixer::kHostMicrophone } });
+	return {
+		{ "offered", device_.config().controls > 0 },
+		{ "negotiated", device_.controls_negotiated() },
+		{ "output_gain_percent", device_.mixer().gain(Direction::Output) },
+		{ "input_gain_percent", device_.mixer().gain(Direction::Input) },
+		{ "controls", controls },
+	};
 }
 
 json ControlCommands::status() const
@@ -137,6 +185,7 @@ json ControlCommands::status() const
 		{ "backend", { { "name", device_.backend().name() }, { "details", details } } },
 		{ "jacks", jacks },
 		{ "streams", streams },
+		{ "mixer", mixer() },
 	};
 }
 

@@ -13,7 +13,9 @@
  *      "streams": [{"id", "direction", "enabled", "state",
  *                   "format", "rate", "channels", "buffer_bytes", "period_bytes",  (null before SET_PARAMS)
  *                   "bytes", "frames", "xruns", "latency_bytes", "latency_ms",
- *                   "ring_fill", "ring_capacity", "queued", "feeder", "feeder_chain"}]}
+ *                   "ring_fill", "ring_capacity", "queued", "feeder", "feeder_chain"}],
+ *      "mixer":   {"offered", "negotiated", "output_gain_percent", "input_gain_percent",
+ *                  "controls": [{"id", "key", "name", "value", "max", "writable"}]}}
  */
 #pragma once
 
@@ -45,10 +47,14 @@ public:
 
 	/** \brief STATUS's JSON document (schema control::kSchema). */
 	nlohmann::ordered_json status() const;
+	/** \brief STATUS's "mixer" object, also CONTROLS' reply. */
+	nlohmann::ordered_json mixer() const;
 
 private:
 	std::string query() const;
 	std::string set(control::Direction direction, bool on);
+	std::string volume(control::Direction direction, uint32_t percent);
+	std::string mute(control::Direction direction, bool muted);
 
 	SoundDevice &device_;
 	std::string version_;

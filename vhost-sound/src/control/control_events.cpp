@@ -67,6 +67,14 @@ void ControlEvents::backend_error(uint32_t id, const std::string &what)
 				   { "message", what } });
 }
 
+void ControlEvents::mixer_changed(uint32_t id, uint32_t value, bool by_guest)
+{
+	publish("mixer", { { "id", id },
+			   { "control", Mixer::key(id) },
+			   { "value", value },
+			   { "by", by_guest ? "guest" : "host" } });
+}
+
 void ControlEvents::schedule_xrun_check()
 {
 	if (timer_armed_)

@@ -11,6 +11,7 @@
  *     {"event":"guest","connected":true,...}
  *     {"event":"xrun","stream":0,"direction":"output","xruns":3,"new":1,...}
  *     {"event":"backend-error","stream":1,"direction":"input","message":"...",...}
+ *     {"event":"mixer","id":0,"control":"playback-volume","value":40,"by":"host",...}   (by: host or guest)
  */
 #pragma once
 
@@ -51,6 +52,7 @@ public:
 	void stream_state_changed(uint32_t id, PcmStream::State from, PcmStream::State to) override;
 	void guest_connected(bool connected) override;
 	void backend_error(uint32_t id, const std::string &what) override;
+	void mixer_changed(uint32_t id, uint32_t value, bool by_guest) override;
 
 private:
 	void publish(const char *event, nlohmann::ordered_json fields);

@@ -11,6 +11,10 @@
  *     TOGGLE <output|input>         -> OK <output|input> <on|off>   (the new state)
  *     STATUS                        -> OK {"schema":1,...}           (one line of JSON)
  *     WATCH                         -> OK watching, then one JSON event line per change
+ *     VOLUME <output|input> <N>%    -> OK <output|input> volume <N>%  (output 0-100, input 0-200; '%' optional)
+ *     MUTE <output|input>           -> OK <output|input> muted
+ *     UNMUTE <output|input>         -> OK <output|input> unmuted
+ *     CONTROLS                      -> OK {"offered":...,"controls":[...]}  (STATUS's "mixer", one line)
  *
  * Errors: `ERR <code> <reason>`: 400 for a request that is empty, unknown
  * or malformed, 403 for a peer the daemon does not let in, 413 for a line
@@ -43,7 +47,14 @@ enum class Verb {
 	Toggle,
 	Status,
 	Watch,
+	Volume,
+	Mute,
+	Unmute,
+	Controls,
 };
+
+/** \brief Largest number VOLUME parses (each direction's own limit is the device's). */
+constexpr uint32_t kMaxVolumeWord = 1000;
 
 /** \brief One parsed request. */
 struct Request {
@@ -52,6 +63,8 @@ struct Request {
 	Direction direction = Direction::Output;
 	/** \brief SET: the new state. */
 	bool on = false;
+	/** \brief VOLUME: the volume in percent. */
+	uint32_t percent = 0;
 
 	bool operator==(const Request &) const = default;
 };
@@ -96,6 +109,8 @@ std::string too_many_clients();
 
 /** \brief "output" / "input" (case-insensitive) as a Direction. */
 std::optional<Direction> parse_direction(std::string_view word);
+/** \brief "40%" or "40" (0 .. kMaxVolumeWord) as a percentage. */
+std::optional<uint32_t> parse_percent(std::string_view word);
 /** \brief "on" / "off" (case-insensitive). */
 std::optional<bool> parse_on_off(std::string_view word);
 /** \brief "on" or "off". */

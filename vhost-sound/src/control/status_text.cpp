@@ -27,6 +27,20 @@ std::string cell(const json &value)
 	return value.dump();
 }
 
+/*
+ * A time in seconds from the daemon's JSON, checked before any integer
+ * conversion: a NaN, negative or absurd value (a hostile or broken peer)
+ * would make the cast undefined behaviour.
+ */
+double seconds_field(const json &object, const char *name)
+{
+	const double value = object.at(name).get<double>();
+	constexpr double kMaxSeconds = 1e11; /* beyond year 5000 */
+	if (!std::isfinite(value) || value < 0 || value > kMaxSeconds)
+		throw std::runtime_error(fmt::format("\"{}\" is out of range: {}", name, value));
+	return value;
+}
+
 std::string duration(double seconds)
 {
 	const auto s = static_cast<long long>(seconds);
@@ -50,7 +64,7 @@ std::string format_status_table(const json &status)
 				? fmt::format("connected (features {})",
 					      guest.at("features_hex").get<std::string>())
 				: std::string("not connected"),
-			duration(status.at("uptime_s").get<double>()));
+			duration(seconds_field(status, "uptime_s")));
 		for (const auto &[key, value] : status.at("backend").at("details").items())
 			out += fmt::format("  back-end {}: {}\n", key, cell(value));
 
@@ -76,6 +90,9 @@ std::string format_status_table(const json &status)
 		for (const json &j : status.at("jacks"))
 			out += fmt::format("jack {} ({}): {}\n", cell(j.at("id")), cell(j.at("name")),
 					   j.at("connected").get<bool>() ? "connected" : "disconnected");
+		/* A daemon from before the mixer has no "mixer". */
+		if (status.contains("mixer"))
+			out += format_controls_table(status.at("mixer"));
 		return out;
 	} catch (const json::exception &e) {
 		throw std::runtime_error(fmt::format("STATUS reply is not what schema {} says: {}",
@@ -83,10 +100,33 @@ std::string format_status_table(const json &status)
 	}
 }
 
+std::string format_controls_table(const json &mixer)
+{
+	try {
+		std::string out = fmt::format(
+			"controls {}, guest {}; gain output {}%, input {}%\n",
+			mixer.at("offered").get<bool>() ? "offered" : "not offered (no --controls)",
+			mixer.at("negotiated").get<bool>() ? "uses them" : "does not use them",
+			cell(mixer.at("output_gain_percent")), cell(mixer.at("input_gain_percent")));
+		for (const json &c : mixer.at("controls")) {
+			const uint32_t max = c.at("max").get<uint32_t>();
+			const uint32_t value = c.at("value").get<uint32_t>();
+			out += fmt::format("  {:<2} {:<16} {:<31} {}{}\n", cell(c.at("id")), cell(c.at("key")),
+					   cell(c.at("name")),
+					   max == 1 ? std::string(value ? "on" : "off")
+						    : fmt::format("{}% (0-{})", value, max),
+					   c.at("writable").get<bool>() ? "" : " (read-only)");
+		}
+		return out;
+	} catch (const json::exception &e) {
+		throw std::runtime_error(fmt::format("not STATUS's mixer object: {}", e.what()));
+	}
+}
+
 std::string format_event(const json &event)
 {
 	try {
-		const double time = event.at("time").get<double>();
+		const double time = seconds_field(event, "time");
 		const std::time_t seconds = static_cast<std::time_t>(time);
 		const int millis = static_cast<int>(std::lround((time - seconds) * 1000)) % 1000;
 		const std::string stamp =
@@ -109,6 +149,9 @@ std::string format_event(const json &event)
 		else if (kind == "xrun")
 			what = fmt::format("{}: {} xruns (+{})", stream(), cell(event.at("xruns")),
 					   cell(event.at("new")));
+		else if (kind == "mixer")
+			what = fmt::format("mixer: {} = {} (by the {})", cell(event.at("control")),
+					   cell(event.at("value")), cell(event.at("by")));
 		else if (kind == "backend-error")
 			what = fmt::format("{}: back-end error: {}", stream(), cell(event.at("message")));
 		else

@@ -19,6 +19,11 @@ namespace vhost_sound::control {
 std::string format_status_table(const nlohmann::json &status);
 
 /**
+ * \brief STATUS's "mixer" object (CONTROLS' reply) as a line per control.
+ * \throws std::runtime_error when \a mixer is not that object
+ */
+std::string format_controls_table(const nlohmann::json &mixer);
+/**
  * \brief One WATCH event as one line: UTC timestamp, then what happened.
  * \throws std::runtime_error when \a event is not an event object
  */

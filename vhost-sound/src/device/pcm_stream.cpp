@@ -517,7 +517,10 @@ PcmStream::Stats PcmStream::stats() const
 	const std::string ring = ring_ ? fmt::format("ring {} B", ring_->capacity()) : "no ring";
 	const std::string host =
 		host_ ? host_->describe() : fmt::format("{} (closed)", source_backend().name());
-	const std::string gate = enabled_ ? "enabled" : "silenced";
+	/* The mixer's gain, where it is applied; unity changes nothing and is not shown. */
+	const std::string gate = !enabled_ ? "silenced"
+				 : gain_ == kUnityGainPercent ? "enabled"
+							      : fmt::format("enabled -> gain {}%", gain_);
 	if (direction_ == Direction::Output)
 		s.feeder = fmt::format("txq -> {} -> {} -> {}", gate, ring, host);
 	else

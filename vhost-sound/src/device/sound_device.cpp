@@ -204,7 +204,9 @@ void SoundDevice::control_changed(uint32_t id, bool by_guest)
 	if (controls_negotiated() &&
 	    std::find(ctl_events_.begin(), ctl_events_.end(), id) == ctl_events_.end())
 		ctl_events_.push_back(id);
-	if (observer_)
+	/* The host microphone mirrors the input's enable flag, which the
+	 * observer already hears of (enabled_changed). */
+	if (observer_ && id != Mixer::kHostMicrophone)
 		observer_->mixer_changed(id, mixer_.value(id), by_guest);
 	send_events();
 }
