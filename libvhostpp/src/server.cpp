@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "session.h"
-#include "vhostpp/log.h"
+#include "vhostpp/internal/logging.h"
 
 namespace vhostpp {
 

@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <system_error>
 
-#include "vhostpp/log.h"
+#include "vhostpp/internal/logging.h"
 
 namespace vhostpp {
 

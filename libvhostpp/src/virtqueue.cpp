@@ -7,9 +7,18 @@
 
 #include "vhostpp/internal/memory.h"
 #include "vhostpp/internal/wire.h"
-#include "vhostpp/log.h"
+#include "vhostpp/internal/logging.h"
 
 namespace vhostpp {
+
+namespace {
+/* A guest can repeat each of these once per chain: one budget per kind of
+ * message, so that a flood of one kind does not hide the others. */
+RateLimit refused_chain_log;
+RateLimit refused_pass_log;
+RateLimit bad_head_log;
+RateLimit bad_push_log;
+} // namespace
 
 namespace {
 
@@ -356,7 +365,7 @@ bool Virtqueue::walk_chain(uint16_t head, DescriptorChain &chain)
 	}
 
 	if (!why.empty()) {
-		logger().error("queue {}: chain at head {} refused: {}", index_, head, why);
+		logger().error(refused_chain_log, "queue {}: chain at head {} refused: {}", index_, head, why);
 		return false;
 	}
 	return true;
@@ -374,7 +383,7 @@ std::optional<DescriptorChain> Virtqueue::pop()
 	 * kick. */
 	for (unsigned skipped = 0;; skipped++) {
 		if (skipped > size_) {
-			logger().error("queue {}: more than {} refused entries in one pass; the rest "
+			logger().error(refused_pass_log, "queue {}: more than {} refused entries in one pass; the rest "
 				       "waits for the next kick",
 				       index_, size_);
 			return std::nullopt;
@@ -406,13 +415,13 @@ std::optional<DescriptorChain> Virtqueue::pop()
 			set_avail_event(last_avail_);
 
 		if (head >= size_) {
-			logger().error("queue {}: avail entry {} holds head {}, beyond the queue size {}; "
+			logger().error(bad_head_log, "queue {}: avail entry {} holds head {}, beyond the queue size {}; "
 				       "skipped",
 				       index_, slot, head, size_);
 			continue;
 		}
 		if (popped_[head]) {
-			logger().error("queue {}: head {} made available again while in flight; skipped",
+			logger().error(bad_head_log, "queue {}: head {} made available again while in flight; skipped",
 				       index_, head);
 			continue;
 		}
@@ -438,12 +447,12 @@ void Virtqueue::push(const DescriptorChain &chain, uint32_t written)
 {
 	if (chain.queue_index_ != index_ || chain.generation_ != generation_ || !used_ ||
 	    chain.head_ >= popped_.size() || !popped_[chain.head_]) {
-		logger().error("queue {}: push of head {} refused: not in flight on this ring",
+		logger().error(bad_push_log, "queue {}: push of head {} refused: not in flight on this ring",
 			       index_, chain.head_);
 		return;
 	}
 	if (written > chain.writable_bytes_) {
-		logger().error("queue {}: head {} used length {} clamped to its {} writable bytes",
+		logger().error(bad_push_log, "queue {}: head {} used length {} clamped to its {} writable bytes",
 			       index_, chain.head_, written, chain.writable_bytes_);
 		written = static_cast<uint32_t>(chain.writable_bytes_);
 	}

@@ -13,11 +13,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <span>
+#include <string_view>
 #include <vector>
-
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <vhostpp/log.h>
 
@@ -85,14 +82,15 @@ inline void expect_closed(const std::vector<int> &fds, const char *where)
  */
 inline void route_library_log()
 {
-	std::shared_ptr<spdlog::sinks::sink> sink;
+	vhostpp::set_log_level(vhostpp::LogLevel::Trace);
+	vhostpp::set_log_rate_limit(0);
 	if (std::getenv("FUZZ_LOG"))
-		sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+		vhostpp::set_log_sink([](vhostpp::LogLevel level, std::string_view text) {
+			std::fprintf(stderr, "[vhostpp] [%s] %.*s\n", vhostpp::log_level_name(level),
+				     int(text.size()), text.data());
+		});
 	else
-		sink = std::make_shared<spdlog::sinks::null_sink_mt>();
-	auto logger = std::make_shared<spdlog::logger>("vhostpp", sink);
-	logger->set_level(spdlog::level::trace);
-	vhostpp::set_logger(logger);
+		vhostpp::set_log_sink([](vhostpp::LogLevel, std::string_view) {});
 }
 
 } // namespace fuzz

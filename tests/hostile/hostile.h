@@ -103,7 +103,7 @@ public:
 		INFO("expected a log line with " << wanted);
 		CHECK(line.has_value());
 		if (!line)
-			FAIL_CHECK("log (info and above) was:\n" << log.dump(mark, spdlog::level::info));
+			FAIL_CHECK("log (info and above) was:\n" << log.dump(mark, vhostpp::LogLevel::Info));
 	}
 
 	/**

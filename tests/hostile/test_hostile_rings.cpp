@@ -9,7 +9,7 @@
  */
 #include "hostile.h"
 
-#include <vhostpp/log.h>
+#include <vhostpp/internal/logging.h>
 
 using namespace vhostpp;
 using namespace vhostpp::test;

@@ -577,12 +577,9 @@ TEST_CASE("SO_PEERCRED: a foreign uid gets ERR 403 and is disconnected; allowed 
 {
 	if (!sound_test::root_or_fail("the foreign-uid test switches uids"))
 		return;
-	/*
-	 * The logger's sink list is not thread-safe: the capture goes in before
-	 * the fixture's loop thread starts and comes out after it has joined.
-	 */
+	/* The daemon's replaceable sink: the capture reads what it logged. */
 	auto capture = std::make_shared<vhostpp::test::LogCapture>();
-	logger().sinks().push_back(capture);
+	set_log_sink([capture](vhostpp::LogLevel level, std::string_view text) { capture->add(level, text); });
 	{
 		ControlFixture f;
 		/* The directory and the socket open to all: the peer check is what keeps them out. */
@@ -621,8 +618,7 @@ TEST_CASE("SO_PEERCRED: a foreign uid gets ERR 403 and is disconnected; allowed 
 		CHECK(query_as(f.path, kNobody, kNobody, {}) == "ERR 403 this user may not use the control socket\n");
 	}
 
-	auto &sinks = logger().sinks();
-	sinks.erase(std::remove(sinks.begin(), sinks.end(), capture), sinks.end());
+	set_log_sink({});
 }
 
 TEST_CASE("the socket-path convention: /run for root, $XDG_RUNTIME_DIR for others", "[control]")

@@ -3,9 +3,10 @@
  * \file log_capture.h
  * \brief Read what the library logged, from a test.
  *
- * LogCapture::get() replaces the library's logger (once per test program,
- * before any server thread logs) with one that keeps every message in
- * memory; the stderr sink stays, silent unless VHOSTPP_TEST_VERBOSE is set.
+ * LogCapture::get() installs (once per test program, before any server
+ * thread logs) a library log sink that keeps every message in memory,
+ * echoed to stderr only when VHOSTPP_TEST_VERBOSE is set. A daemon's own
+ * logger can feed a LogCapture through add() too.
  * Tests mark() a position and wait_for() a line after it that contains
  * every given string, since the server logs on its own thread.
  */
@@ -13,14 +14,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
-#include <memory>
 #include <mutex>
 #include <optional>
-#include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,31 +27,44 @@
 
 namespace vhostpp::test {
 
-/** \brief An spdlog sink that stores messages (text and level) and wakes waiters. */
-class LogCapture : public spdlog::sinks::base_sink<std::mutex>
+/** \brief Stores logged messages (text and level) and wakes waiters. */
+class LogCapture
 {
 public:
 	struct Line {
-		spdlog::level::level_enum level;
+		LogLevel level;
 		std::string text;
 	};
 
-	/** \brief The capture installed as the library's logger (created on first call). */
+	/**
+	 * \brief The capture installed as the library's log sink (created on
+	 * first call), at debug level and without rate limiting: tests read
+	 * every line the code under test logged.
+	 */
 	static LogCapture &get()
 	{
-		static std::shared_ptr<LogCapture> instance = [] {
-			auto capture = std::make_shared<LogCapture>();
-			auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-			console->set_level(std::getenv("VHOSTPP_TEST_VERBOSE") ? spdlog::level::trace
-									     : spdlog::level::off);
-			auto logger = std::make_shared<spdlog::logger>(
-				"vhostpp", spdlog::sinks_init_list{capture, console});
-			logger->set_level(spdlog::level::debug);
-			logger->set_pattern("[%H:%M:%S.%e] [%n] [%l] %v");
-			vhostpp::set_logger(logger);
+		static LogCapture *instance = [] {
+			/* Never destroyed: a server thread may still log at exit. */
+			auto *capture = new LogCapture;
+			vhostpp::set_log_level(LogLevel::Debug);
+			vhostpp::set_log_rate_limit(0);
+			vhostpp::set_log_sink([capture](LogLevel level, std::string_view text) {
+				capture->add(level, text);
+			});
 			return capture;
 		}();
 		return *instance;
+	}
+
+	/** \brief Store one line (also echoed to stderr when VHOSTPP_TEST_VERBOSE is set). */
+	void add(LogLevel level, std::string_view text)
+	{
+		if (verbose_)
+			std::fprintf(stderr, "[%s] %.*s\n", log_level_name(level), int(text.size()),
+				     text.data());
+		std::lock_guard lock(mutex_);
+		lines_.push_back({level, std::string(text)});
+		cv_.notify_all();
 	}
 
 	/** \brief Index of the next line to be logged. */
@@ -78,8 +89,7 @@ public:
 	 * \return the line, or nothing on timeout
 	 */
 	std::optional<std::string> wait_for(size_t from, std::initializer_list<std::string_view> needles,
-					    int timeout_ms = 3000,
-					    spdlog::level::level_enum min_level = spdlog::level::warn)
+					    int timeout_ms = 3000, LogLevel min_level = LogLevel::Warn)
 	{
 		std::vector<std::string> want(needles.begin(), needles.end());
 		std::unique_lock lock(mutex_);
@@ -102,28 +112,20 @@ public:
 	}
 
 	/** \brief Every line since \a from at \a min_level or above, joined, for failure messages. */
-	std::string dump(size_t from, spdlog::level::level_enum min_level = spdlog::level::debug)
+	std::string dump(size_t from, LogLevel min_level = LogLevel::Debug)
 	{
 		std::string out;
 		for (const auto &l : since(from))
 			if (l.level >= min_level)
-				out += std::string(spdlog::level::to_string_view(l.level).data()) + ": " +
-				       l.text + "\n";
+				out += std::string(log_level_name(l.level)) + ": " + l.text + "\n";
 		return out;
 	}
 
-protected:
-	void sink_it_(const spdlog::details::log_msg &msg) override
-	{
-		/* base_sink holds mutex_ here. */
-		lines_.push_back({msg.level, std::string(msg.payload.data(), msg.payload.size())});
-		cv_.notify_all();
-	}
-	void flush_() override {}
-
 private:
+	bool verbose_ = std::getenv("VHOSTPP_TEST_VERBOSE") != nullptr;
+	std::mutex mutex_;
 	std::vector<Line> lines_;
-	std::condition_variable_any cv_;
+	std::condition_variable cv_;
 };
 
 } // namespace vhostpp::test

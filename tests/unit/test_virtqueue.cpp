@@ -74,7 +74,7 @@ struct Ring {
 		REQUIRE(used.has_value());
 		CHECK(used->head == head);
 		CHECK(used->len == 0);
-		auto line = log.wait_for(mark, why, 0, spdlog::level::err);
+		auto line = log.wait_for(mark, why, 0, vhostpp::LogLevel::Error);
 		CHECK(line.has_value());
 		if (!line)
 			FAIL_CHECK(log.dump(mark));

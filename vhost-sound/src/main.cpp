@@ -77,8 +77,7 @@ int main(int argc, char *argv[])
 	}
 	const CliOptions &options = *cli.options;
 
-	logger().set_level(options.log_level);
-	vhostpp::logger().set_level(options.log_level);
+	route_library_log(options.log_level);
 
 	/* A client that hangs up must not kill the daemon on our next write. */
 	std::signal(SIGPIPE, SIG_IGN);
