@@ -57,11 +57,10 @@ if [[ "${VHOSTPP_SKIP_SANITIZERS:-0}" != 1 ]]; then
 fi
 
 if [[ "${VHOSTPP_SKIP_FUZZ:-0}" != 1 ]]; then
-	# The session and snd targets find, within seconds, a kick fd at EOF that
-	# spins the loop (hostile class: kick fds); its fix is on the libcore
-	# branch, not yet on main. Until it lands they replay their seeds only.
+	# Every target, the session and snd ones included now that kick, call
+	# and err fds must be eventfds (a pipe at EOF once spun the loop).
 	# shellcheck disable=SC2086
-	bash tests/fuzz/run "${VHOSTPP_FUZZ_SECONDS:-60}" ${VHOSTPP_FUZZ_TARGETS:-wire virtqueue wav control} || status=1
+	bash tests/fuzz/run "${VHOSTPP_FUZZ_SECONDS:-60}" ${VHOSTPP_FUZZ_TARGETS:-wire virtqueue wav control session snd} || status=1
 	phase_done fuzzing
 	summaries+=(build-fuzz/fuzz-testlog.json)
 fi
