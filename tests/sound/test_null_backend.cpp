@@ -237,3 +237,23 @@ TEST_CASE("FrameClock: ticks on an absolute grid, late callers skip missed point
 	CHECK(next <= t0 + 105ms);
 	CHECK((next - t0) % 10ms == 0ms);
 }
+
+TEST_CASE("FrameClock: an early or repeated call does not overshoot the next tick", "[frame_clock]")
+{
+	using namespace std::chrono_literals;
+	auto params = stereo48k(Direction::Output); /* 42.7 ms period: a 10 ms tick */
+	FrameClock clock(params);
+	const auto t0 = FrameClock::Clock::time_point{} + 1000s;
+	clock.start(t0);
+	CHECK(clock.next_tick(t0 + 5ms) == t0 + 10ms);
+	/* Woken early (an eventfd ended the wait at 7 ms): still the 10 ms point. */
+	CHECK(clock.next_tick(t0 + 7ms) == t0 + 10ms);
+	CHECK(clock.next_tick(t0 + 7ms) == t0 + 10ms);
+	/* Exactly on a point: the one after it, never the same point again. */
+	CHECK(clock.next_tick(t0 + 10ms) == t0 + 20ms);
+	/* Over a long run of on-time ticks the grid stays exact: no drift. */
+	auto at = t0 + 20ms;
+	for (int i = 0; i < 100000; i++)
+		at = clock.next_tick(at + 1us);
+	CHECK(at == t0 + 20ms + 100000 * 10ms);
+}

@@ -35,7 +35,6 @@ void FrameClock::start(Clock::time_point now)
 {
 	start_ = now;
 	frames_counted_ = 0;
-	ticks_ = 0;
 }
 
 uint64_t FrameClock::take_due(Clock::time_point now)
@@ -48,10 +47,14 @@ uint64_t FrameClock::take_due(Clock::time_point now)
 
 FrameClock::Clock::time_point FrameClock::next_tick(Clock::time_point now)
 {
-	while (start_ + ticks_ * tick_ < now - tick_)
-		ticks_++;
-	ticks_++;
-	return start_ + ticks_ * tick_;
+	/* Computed from now alone, not by stepping a counter: a caller woken
+	 * early (an eventfd ended its wait before the tick) or asking twice gets
+	 * the same point again instead of one a whole tick further on, and a
+	 * caller woken very late skips the points it missed. */
+	if (now < start_)
+		return start_ + tick_;
+	const auto ticks = (now - start_) / tick_ + 1;
+	return start_ + ticks * tick_;
 }
 
 } // namespace vhost_sound

@@ -64,8 +64,9 @@ public:
 	void owe(uint64_t frames) { frames_counted_ -= std::min(frames, frames_counted_); }
 
 	/**
-	 * \brief The next tick after \a now on the grid start() set, skipping
-	 * the points a late caller missed rather than firing them back to back.
+	 * \brief The first tick strictly after \a now on the grid start() set:
+	 * a late caller skips the points it missed rather than firing them back
+	 * to back, and an early or repeated call never moves past the next one.
 	 */
 	Clock::time_point next_tick(Clock::time_point now);
 
@@ -74,7 +75,6 @@ private:
 	const Clock::duration tick_;
 	Clock::time_point start_;
 	uint64_t frames_counted_ = 0;
-	uint64_t ticks_ = 0;
 };
 
 } // namespace vhost_sound
