@@ -13,12 +13,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sys/inotify.h>
 #include <thread>
 #include <unistd.h>
 
 #include "app_samples.h"
 #include "audio/alsa/alsa_backend.h"
+#include "control/control_commands.h"
 #include "daemon_process.h"
 #include "linux_driver.h"
 #include "sound_fixture.h"
@@ -586,6 +588,61 @@ TEST_CASE("a PCM name that does not exist: a clear log line, IO_ERR at PREPARE, 
 	      std::string::npos);
 	std::error_code ec;
 	fs::remove_all(dir, ec);
+}
+
+TEST_CASE("STATUS backend.details: the PCM names, and per open stream the PCM and the period and buffer it took", "[alsa][control]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	SoundDaemon daemon(options, alsa("play", "rec"));
+	auto details = [&] {
+		return daemon.on_loop([&] {
+			ControlCommands commands(daemon.device(), "test");
+			const std::string reply = commands.handle("STATUS");
+			REQUIRE(reply.rfind("OK {", 0) == 0);
+			return nlohmann::json::parse(reply.substr(3))["backend"]["details"];
+		});
+	};
+	/* No stream open: the devices only. */
+	CHECK(details() == nlohmann::json{ { "playback_device", "play" }, { "capture_device", "rec" } });
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	/* 10 ms periods: the file plugin over null takes 480 frames, and two of them as buffer. */
+	const PcmConfig config = ten_ms(vs::kFmtS16, vs::kRate48000, 2);
+	LinuxPcm out(snd, 0, vs::Direction::Output, config);
+	LinuxPcm in(snd, 1, vs::Direction::Input, config);
+	out.setup();
+	in.setup();
+	const auto d = details();
+	INFO(d.dump());
+	CHECK(d["playback_device"] == "play");
+	CHECK(d["output.pcm"] == "play");
+	CHECK(d["input.pcm"] == "rec");
+	for (const char *dir : { "output", "input" }) {
+		const std::string prefix = std::string(dir) + ".";
+		CHECK(d[prefix + "pcm_type"] == "FILE");
+		CHECK(d[prefix + "period_frames"] == "480");
+		CHECK(d[prefix + "buffer_frames"] == "960");
+		CHECK(d.contains(prefix + "clock"));
+		/* No sound card below the file plugin. */
+		CHECK_FALSE(d.contains(prefix + "card"));
+	}
+	/* The same geometry the stream logs and STATUS's feeder shows. */
+	CHECK(stats_of(daemon, 0).feeder.find("period 480 buffer 960 frames") != std::string::npos);
+
+	/* Played (no clock of its own: the stream paces it), then released: the stream's details go. */
+	out.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	PcmRun run;
+	for (int i = 0; i < 10; i++) {
+		out.queue_slot(out.wait_completion(run));
+		out.kick();
+	}
+	CHECK(details()["output.clock"] == "paced");
+	out.finish(run);
+	REQUIRE(snd.pcm(vs::kPcmRelease, 1) == vs::kStatusOk);
+	CHECK(details() == nlohmann::json{ { "playback_device", "play" }, { "capture_device", "rec" } });
 }
 
 TEST_CASE("a guest that stalls 200 ms: one counted underrun, playback goes on", "[alsa][timing]")

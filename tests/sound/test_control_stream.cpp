@@ -8,12 +8,17 @@
  */
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "audio/file/file_backend.h"
 #include "control/control_events.h"
 #include "control/control_server.h"
 #include "linux_driver.h"
@@ -466,4 +471,83 @@ TEST_CASE("the host's VOLUME / MUTE reach the guest as CTL_NOTIFY and WATCH as m
 	CHECK(status["mixer"]["controls"][2]["value"] == 180);
 	CHECK(status["mixer"]["controls"][4]["value"] == 1);
 	CHECK(status["mixer"]["input_gain_percent"] == 0); /* still muted */
+}
+
+TEST_CASE("STATUS names the file back-end's files; an input file gone before PREPARE: IO_ERR and a backend-error event",
+	  "[control][file_backend]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	std::string out_path, in_path;
+	SoundDaemon daemon(options, [&](boost::asio::io_context &io, const std::string &dir) {
+		out_path = dir + "/out.wav";
+		in_path = dir + "/in.wav";
+		/* A second of S16 48 kHz stereo, all zero. */
+		auto file = vhost_sound::wav::make_wav_header({ vs::kFmtS16, 48000, 2 }, 192000);
+		file.resize(file.size() + 192000);
+		std::ofstream(in_path, std::ios::binary)
+			.write(reinterpret_cast<const char *>(file.data()), static_cast<std::streamsize>(file.size()));
+		vhost_sound::FileBackendOptions o;
+		o.output_path = out_path;
+		o.input_path = in_path;
+		return std::unique_ptr<AudioBackend>(std::make_unique<vhost_sound::FileBackend>(io, o));
+	});
+	Control control(daemon);
+	LineClient watcher(control.path);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	LineClient user(control.path);
+	auto details = [&] {
+		const json status = ok_json(user.ask("STATUS"));
+		CHECK(status["backend"]["name"] == "file");
+		return status["backend"]["details"];
+	};
+	/* Before any stream: the paths given, no output file started yet. */
+	CHECK(details() == json{ { "output_file", out_path }, { "input_file", in_path } });
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms();
+	REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate48000, 2) ==
+		vs::kStatusOk);
+	REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+	CHECK(details().value("current_output_file", "") == out_path);
+	/* Another format: playback continues in the next numbered file, and STATUS says which. */
+	REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate44100, 2) ==
+		vs::kStatusOk);
+	REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+	const std::string second = std::filesystem::path(out_path).parent_path() / "out-2.wav";
+	CHECK(details().value("current_output_file", "") == second);
+	CHECK(std::filesystem::exists(second));
+
+	/* The input file goes away: PREPARE cannot open it. */
+	REQUIRE(std::filesystem::remove(in_path));
+	REQUIRE(snd.set_params(1, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate48000, 2) ==
+		vs::kStatusOk);
+	CHECK(snd.pcm(vs::kPcmPrepare, 1) == vs::kStatusIoErr);
+	/* WATCH: the error after the state changes that led to it, naming the stream. */
+	std::vector<std::string> got;
+	std::optional<json> error;
+	while (!error) {
+		const auto line = watcher.line(5000);
+		if (!line)
+			break;
+		const json e = json::parse(*line);
+		if (e["event"] == "backend-error")
+			error = e;
+		else if (e["event"] != "xrun")
+			got.push_back(summary(e));
+	}
+	REQUIRE(error);
+	INFO(error->dump());
+	CHECK((*error)["schema"] == 1);
+	CHECK((*error)["stream"] == 1);
+	CHECK((*error)["direction"] == "input");
+	CHECK((*error)["message"].get<std::string>().find("open") != std::string::npos);
+	CHECK(got == std::vector<std::string>{ "guest:true", "state:0:idle->params-set",
+					       "state:0:params-set->prepared", "state:0:prepared->params-set",
+					       "state:0:params-set->prepared", "state:1:idle->params-set" });
+	/* The stream stays where it was, and the daemon serves on. */
+	const json status = ok_json(user.ask("STATUS"));
+	CHECK(status["streams"][1]["state"] == "params-set");
+	CHECK(status["backend"]["details"]["input_file"] == in_path);
 }

@@ -519,6 +519,8 @@ PcmStream::Stats PcmStream::stats() const
 		s.ring_capacity = ring_->capacity();
 	}
 	s.xruns = closed_xruns_ + (host_ ? host_->xruns() : 0);
+	if (host_)
+		s.backend_details = host_->details();
 
 	const std::string ring = ring_ ? fmt::format("ring {} B", ring_->capacity()) : "no ring";
 	const std::string host =

@@ -125,6 +125,8 @@ public:
 		size_t queued_messages = 0;
 		/** \brief The path audio takes, e.g. "txq -> ring 32768 B -> null sink ...". */
 		std::string feeder;
+		/** \brief BackendStream::details() of the open host stream (none while closed). */
+		std::vector<std::pair<std::string, std::string>> backend_details;
 	};
 
 	/**

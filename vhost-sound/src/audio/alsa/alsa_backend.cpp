@@ -236,6 +236,7 @@ public:
 		if (n > 0)
 			snd_pcm_poll_descriptors(pcm_.get(), pollfds_.data(), n);
 		pollfds_.back() = { stop_event_.fd(), POLLIN, 0 };
+		details_ = read_details();
 	}
 
 	~AlsaStream() override { stop(); }
@@ -314,8 +315,43 @@ public:
 				   geometry_.buffer, clock);
 	}
 
+	std::vector<std::pair<std::string, std::string>> details() const override
+	{
+		auto details = details_;
+		/* The clock the stream found: known once it ran, an atomic. */
+		details.emplace_back("clock", lost_error_.load() ? "lost"
+					      : paced_.load()   ? "paced"
+								: "device");
+		return details;
+	}
+
 private:
 	/* ---- loop thread ---- */
+
+	/*
+	 * Read once, here, before the stream's thread exists: alsa-lib's PCM
+	 * handle is not to be used from two threads, and none of this changes
+	 * while the PCM stays open (hw params are fixed until it is closed).
+	 */
+	std::vector<std::pair<std::string, std::string>> read_details() const
+	{
+		std::vector<std::pair<std::string, std::string>> d;
+		d.emplace_back("pcm", device_);
+		d.emplace_back("pcm_type", snd_pcm_type_name(snd_pcm_type(pcm_.get())));
+		snd_pcm_info_t *info = nullptr;
+		snd_pcm_info_alloca(&info);
+		/* A plugin without hardware below it (null, file) may have no info. */
+		if (snd_pcm_info(pcm_.get(), info) == 0) {
+			d.emplace_back("pcm_info_name", snd_pcm_info_get_name(info));
+			if (snd_pcm_info_get_card(info) >= 0) {
+				d.emplace_back("card", std::to_string(snd_pcm_info_get_card(info)));
+				d.emplace_back("device", std::to_string(snd_pcm_info_get_device(info)));
+			}
+		}
+		d.emplace_back("period_frames", std::to_string(geometry_.period));
+		d.emplace_back("buffer_frames", std::to_string(geometry_.buffer));
+		return d;
+	}
 
 	void on_loop()
 	{
@@ -601,6 +637,7 @@ private:
 	/* The loop's own. */
 	bool lost_logged_ = false;
 	bool paced_logged_ = false;
+	std::vector<std::pair<std::string, std::string>> details_;
 
 	std::thread thread_;
 };
@@ -634,6 +671,12 @@ AlsaBackend::AlsaBackend(boost::asio::io_context &io, AlsaOptions options)
 		options_.capture_device = options_.playback_device;
 	for (Direction d : { Direction::Output, Direction::Input })
 		caps_[static_cast<size_t>(d)] = probe(device(d), d).value_or(default_capabilities());
+}
+
+std::vector<std::pair<std::string, std::string>> AlsaBackend::details() const
+{
+	return { { "playback_device", options_.playback_device },
+		 { "capture_device", options_.capture_device } };
 }
 
 const std::string &AlsaBackend::device(Direction direction) const
