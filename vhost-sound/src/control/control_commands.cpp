@@ -177,7 +177,7 @@ json ControlCommands::status() const
 		 * use: a VM manager looks up "output.node_id" without first
 		 * finding the stream's id. Flat strings, so that schema 1's
 		 * backend.details keeps its shape. */
-		for (const auto &[key, value] : s.backend_details)
+		for (const auto &[key, value] : device_.stream(s.id).host_details())
 			details[fmt::format("{}.{}", virtio_snd::direction_name(s.direction), key)] = value;
 	}
 	const uint64_t features = device_.negotiated_features();

@@ -519,8 +519,6 @@ PcmStream::Stats PcmStream::stats() const
 		s.ring_capacity = ring_->capacity();
 	}
 	s.xruns = closed_xruns_ + (host_ ? host_->xruns() : 0);
-	if (host_)
-		s.backend_details = host_->details();
 
 	const std::string ring = ring_ ? fmt::format("ring {} B", ring_->capacity()) : "no ring";
 	const std::string host =
@@ -534,6 +532,13 @@ PcmStream::Stats PcmStream::stats() const
 	else
 		s.feeder = fmt::format("{} -> {} -> {} -> rxq", host, ring, gate);
 	return s;
+}
+
+std::vector<std::pair<std::string, std::string>> PcmStream::host_details() const
+{
+	if (!host_)
+		return {};
+	return host_->details();
 }
 
 void PcmStream::reset()
