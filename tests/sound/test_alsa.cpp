@@ -23,6 +23,7 @@
 #include "control/control_commands.h"
 #include "daemon_process.h"
 #include "linux_driver.h"
+#include "socket_client.h"
 #include "sound_fixture.h"
 
 using namespace sound_test;
@@ -586,6 +587,54 @@ TEST_CASE("a PCM name that does not exist: a clear log line, IO_ERR at PREPARE, 
 	CHECK(err.find("cannot open PCM 'nosuchpcm' for playback to probe it") != std::string::npos);
 	CHECK(err.find("cannot open PCM 'nosuchpcm' for playback: No such file or directory") !=
 	      std::string::npos);
+	std::error_code ec;
+	fs::remove_all(dir, ec);
+}
+
+TEST_CASE("a PCM name that does not exist: WATCH gets one backend-error event per refused PREPARE", "[alsa][control]")
+{
+	AlsaWorld::get();
+	char dir[] = "/tmp/vhost-sound-alsa-watch-XXXXXX";
+	REQUIRE(::mkdtemp(dir));
+	const std::string socket = std::string(dir) + "/snd.sock", ctl = std::string(dir) + "/snd.ctl";
+	DaemonProcess daemon({ "--socket", socket, "--control-socket", ctl, "--backend", "alsa",
+			       "--alsa-device", "nosuchpcm", "--log-level", "warn" });
+	REQUIRE(query_when_up(ctl));
+	LineClient watcher(ctl);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	std::vector<nlohmann::json> errors;
+	{
+		vhostpp::DeviceDriver driver(socket, sound_driver_options());
+		SoundDriver snd(driver);
+		const PcmConfig config = ten_ms(vs::kFmtS16, vs::kRate48000, 2);
+		REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+		/* A request that is refused for another reason is no back-end error. */
+		CHECK(snd.pcm(vs::kPcmStart, 0) == vs::kStatusBadMsg);
+	}
+	/* The guest's leaving is the last event: every one before it is in. */
+	bool left = false;
+	while (const auto line = watcher.line(5000)) {
+		const auto e = nlohmann::json::parse(*line);
+		if (e["event"] == "backend-error")
+			errors.push_back(e);
+		if (e["event"] == "guest" && e["connected"] == false) {
+			left = true;
+			break;
+		}
+	}
+	CHECK(left);
+	REQUIRE(errors.size() == 2);
+	for (const auto &e : errors) {
+		INFO(e.dump());
+		CHECK(e["stream"] == 0);
+		CHECK(e["direction"] == "output");
+		CHECK(e["message"] == "the back-end refused to open the stream");
+	}
+	daemon.signal(SIGTERM);
+	CHECK(daemon.wait() == 0);
 	std::error_code ec;
 	fs::remove_all(dir, ec);
 }
