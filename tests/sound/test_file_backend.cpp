@@ -823,45 +823,136 @@ TEST_CASE("the binary refuses unusable input and output files with status 2 and 
 	}
 }
 
-TEST_CASE("SIGTERM in the middle of playback leaves a valid, complete WAV file", "[file_backend][process]")
+TEST_CASE("the input file is checked again at PREPARE: replaced, removed or malformed gives IO_ERR and a log line; the daemon serves on", "[file_backend][process]")
 {
+	if (!have_sox())
+		return;
 	FileDaemon daemon;
-	const std::string out = daemon.dir.path + "/session.wav";
-	daemon.start({ "--output-file", out, "--log-level", "info" });
-	const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
-	const PcmConfig flt = ten_ms(vs::kFmtFloat, 2);
-	{
-		vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
-		SoundDriver snd(driver);
+	const std::string input = daemon.dir.path + "/mic.wav";
+	const std::string saved = daemon.dir.path + "/mic-saved.wav";
+	sox_write(input, "-e signed-integer -b 16 -c 2 -r 48000", 0.2);
+	fs::copy_file(input, saved);
+	const auto samples = sox_samples(input);
+	daemon.start({ "--input-file", input, "--initial-streams", "output,input", "--log-level", "info" });
+
+	vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms(vs::kFmtS16, 2);
+	/* A capture with the file as it was at start-up: the file's first periods, exactly. */
+	auto capture_is_exact = [&] {
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(10);
+		REQUIRE(run.captured.size() == 10 * config.period_bytes);
+		CHECK(std::equal(run.captured.begin(), run.captured.end(), samples.begin()));
+		CHECK(run.release_status == vs::kStatusOk);
+	};
+	capture_is_exact();
+
+	struct Change {
+		const char *what;
+		std::function<void()> apply;
+		/* What the daemon's log line says after "--input-file PATH: ". */
+		std::string says;
+	};
+	const std::vector<Change> changes = {
+		{ "another sample format", [&] { sox_write(input, "-e signed-integer -b 24 -c 2 -r 48000", 0.2); },
+		  "now holds S24_3 48000 Hz 2 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "another rate", [&] { sox_write(input, "-e signed-integer -b 16 -c 2 -r 44100", 0.2); },
+		  "now holds S16 44100 Hz 2 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "another channel count", [&] { sox_write(input, "-e signed-integer -b 16 -c 1 -r 48000", 0.2); },
+		  "now holds S16 48000 Hz 1 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "removed", [&] { fs::remove(input); }, "cannot open: No such file or directory" },
+		{ "not a WAV file any more", [&] { write_file(input, { 'h', 'e', 'l', 'l', 'o', '\n' }); },
+		  "not a usable WAV file" },
+		{ "a directory now", [&] { fs::remove(input); fs::create_directory(input); }, "not a regular file" },
+	};
+	for (const Change &change : changes) {
+		INFO("the input file: " << change.what);
+		change.apply();
+		/* SET_PARAMS checks against what PCM_INFO offered (the start-up file); PREPARE opens the file. */
+		REQUIRE(snd.set_params(1, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 1) == vs::kStatusIoErr);
+		/* Not prepared: START is refused, nothing was opened for it. */
+		CHECK(snd.pcm(vs::kPcmStart, 1) == vs::kStatusBadMsg);
+		/* The daemon serves on: the output stream plays. */
 		{
-			LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
-			pcm.play(5, app_source(6));
+			LinuxPcm out(snd, 0, vs::Direction::Output, config);
+			const PcmRun run = out.play(3, app_source(7));
+			CHECK(run.statuses == std::vector<uint32_t>(3, vs::kStatusOk));
 		}
-		/* Another format, and the signal while it plays. */
-		LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
-		pcm.setup();
-		start_and_wait(snd, pcm, 0, 3);
-		daemon.process->signal(SIGTERM);
-		CHECK(daemon.process->wait() == std::optional<int>(0));
+		/* The file put back: the next PREPARE opens it, capture is exact again. */
+		fs::remove_all(input);
+		fs::copy_file(saved, input);
+		capture_is_exact();
 	}
+
+	daemon.process->signal(SIGTERM);
+	CHECK(daemon.process->wait() == std::optional<int>(0));
 	const std::string err = daemon.process->err();
 	INFO("stderr: " << err);
-	CHECK(err.find("continuing in " + daemon.dir.path + "/session-2.wav") != std::string::npos);
+	for (const Change &change : changes)
+		CHECK(err.find("file back-end: --input-file " + input + ": " + change.says) != std::string::npos);
+	/* One error line per refused PREPARE, none for the good ones. */
+	size_t lines = 0;
+	for (size_t at = 0; (at = err.find("file back-end: --input-file ", at)) != std::string::npos; at++)
+		lines++;
+	CHECK(lines == changes.size());
+}
 
-	const WavContents first = contents(out);
-	check_played(first.data, app_bytes(5 * s16.period_bytes, 6));
-	/* The second file: a float header describing exactly what was written before the signal. */
-	const WavContents second = contents(daemon.dir.path + "/session-2.wav");
-	CHECK(second.info.format == wav::WavFormat{ vs::kFmtFloat, 48000, 2 });
-	CHECK(second.data.size() >= 3 * flt.period_bytes);
-	CHECK(second.data.size() % 8 == 0);
-	if (have_tool("soxi")) {
-		CHECK(soxi_frames(daemon.dir.path + "/session-2.wav") ==
-		      std::optional<uint64_t>(second.data.size() / 8));
-		CHECK(soxi(daemon.dir.path + "/session-2.wav").at("Sample Encoding").find("Floating Point") !=
-		      std::string::npos);
+TEST_CASE("SIGTERM or SIGINT in the middle of playback leaves a valid, complete WAV file", "[file_backend][process]")
+{
+	for (const int sig : { SIGTERM, SIGINT }) {
+		INFO("signal " << sig);
+		FileDaemon daemon;
+		const std::string out = daemon.dir.path + "/session.wav";
+		daemon.start({ "--output-file", out, "--log-level", "info" });
+		const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
+		const PcmConfig flt = ten_ms(vs::kFmtFloat, 2);
+		size_t periods_before_signal = 0;
+		{
+			vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
+			SoundDriver snd(driver);
+			{
+				LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+				pcm.play(5, app_source(6));
+			}
+			/* Another format, and the signal while it plays: its buffer holds
+			 * the application's samples, written before START. */
+			LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
+			pcm.setup();
+			app_source(8)(0, snd.memory().at(pcm.dma_gpa(), flt.buffer_bytes));
+			const PcmRun run = start_and_wait(snd, pcm, 0, 3);
+			periods_before_signal = run.statuses.size();
+			daemon.process->signal(sig);
+			CHECK(daemon.process->wait() == std::optional<int>(0));
+		}
+		const std::string err = daemon.process->err();
+		INFO("stderr: " << err);
+		CHECK(err.find("continuing in " + daemon.dir.path + "/session-2.wav") != std::string::npos);
+
+		const WavContents first = contents(out);
+		check_played(first.data, app_bytes(5 * s16.period_bytes, 6));
+		/* The second file: a float header describing exactly what was written
+		 * before the signal, and those samples are the application's. */
+		const WavContents second = contents(daemon.dir.path + "/session-2.wav");
+		CHECK(second.info.format == wav::WavFormat{ vs::kFmtFloat, 48000, 2 });
+		CHECK(second.data.size() >= periods_before_signal * flt.period_bytes);
+		CHECK(second.data.size() <= flt.buffer_bytes);
+		CHECK(second.data.size() % 8 == 0);
+		const auto buffer = app_bytes(flt.buffer_bytes, 8);
+		CHECK(std::equal(second.data.begin(), second.data.end(), buffer.begin()));
+		if (have_tool("soxi")) {
+			CHECK(soxi_frames(daemon.dir.path + "/session-2.wav") ==
+			      std::optional<uint64_t>(second.data.size() / 8));
+			CHECK(soxi(daemon.dir.path + "/session-2.wav").at("Sample Encoding").find("Floating Point") !=
+			      std::string::npos);
+		}
+		const auto py = python_wave(out);
+		REQUIRE(py);
+		CHECK(py->frames == first.data.size() / 4);
+		const auto sf = sndfile_read(daemon.dir.path + "/session-2.wav");
+		REQUIRE(sf);
+		CHECK(sf->frames == second.data.size() / 8);
 	}
-	const auto py = python_wave(out);
-	REQUIRE(py);
-	CHECK(py->frames == first.data.size() / 4);
 }
