@@ -634,6 +634,33 @@ TEST_CASE("a guest that stalls 200 ms: one counted underrun, playback goes on", 
 			  [](uint32_t s) { return s == vs::kStatusOk; }));
 }
 
+TEST_CASE("the host buffer follows the guest's buffer_bytes: at least two host periods, at most 200 ms", "[alsa]")
+{
+	SoundDaemon daemon({}, alsa("play", "rec"));
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	struct Case {
+		uint32_t period_frames, buffer_frames;
+		/* What the file plugin over null (which takes any size) is given. */
+		unsigned host_period, host_buffer;
+	};
+	for (const Case &c : { Case{ 480, 1920, 480, 1920 },     /* 10 ms x 4: the guest's own */
+			       Case{ 480, 960, 480, 960 },       /* 10 ms x 2 */
+			       Case{ 480, 7200, 480, 7200 },     /* 150 ms */
+			       Case{ 1920, 48000, 1920, 9600 },  /* a 1 s buffer: 200 ms */
+			       Case{ 240, 240, 240, 480 } }) {   /* one period: two host periods */
+		INFO("guest period " << c.period_frames << " buffer " << c.buffer_frames << " frames");
+		REQUIRE(snd.set_params(0, c.buffer_frames * 4, c.period_frames * 4, vs::kFmtS16, vs::kRate48000,
+				       2) == vs::kStatusOk);
+		REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+		const std::string feeder = stats_of(daemon, 0).feeder;
+		INFO(feeder);
+		CHECK(feeder.find(fmt::format("period {} buffer {} frames", c.host_period, c.host_buffer)) !=
+		      std::string::npos);
+		REQUIRE(snd.pcm(vs::kPcmRelease, 0) == vs::kStatusOk);
+	}
+}
+
 TEST_CASE("a PCM with its own clock keeps it: PipeWire's ALSA plugin into a private null sink", "[alsa][pipewire][timing]")
 {
 	AlsaWorld::get();

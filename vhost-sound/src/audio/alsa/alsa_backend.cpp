@@ -60,6 +60,10 @@ constexpr unsigned kOwedTicks = 2;
 /* More xruns than this within one second: the device is gone in all but name. */
 constexpr unsigned kXrunStormPerSecond = 100;
 
+/* The most audio the host buffer holds, whatever the guest's buffer: what
+ * the host adds to the guest's own latency stays below this. */
+constexpr unsigned kMaxHostBufferMs = 200;
+
 struct PcmCloser {
 	void operator()(snd_pcm_t *pcm) const { snd_pcm_close(pcm); }
 };
@@ -153,7 +157,7 @@ struct Geometry {
 /* hw and sw params for \a params: the exact format, rate and channels, a host
  * period no larger than the guest's where the device allows it (so
  * consumption, and therefore completions, follow the guest's period clock),
- * two periods of buffer. */
+ * and a buffer derived from the guest's (see below). */
 int configure(snd_pcm_t *pcm, const PcmParams &params, Geometry &geometry, std::string &step)
 {
 	snd_pcm_hw_params_t *raw_hw = nullptr;
@@ -188,9 +192,19 @@ int configure(snd_pcm_t *pcm, const PcmParams &params, Geometry &geometry, std::
 	dir = 0;
 	if ((err = snd_pcm_hw_params_set_period_size_near(pcm, hw.get(), &period, &dir)) < 0)
 		return fail(fmt::format("period of {} frames", guest_period));
-	snd_pcm_uframes_t buffer = 2 * period;
+	/* The host buffer follows the guest's buffer_bytes: the depth the guest
+	 * chose is the latency it accepts and its margin against late wake-ups,
+	 * and the host needs no more than that. At least two host periods (one
+	 * plays while the next is written), at most kMaxHostBufferMs of audio (a
+	 * guest with a deep buffer must not have its latency doubled); the
+	 * device then rounds it to what it allows. */
+	const snd_pcm_uframes_t guest_buffer = params.buffer_bytes / params.frame_bytes();
+	const snd_pcm_uframes_t most = std::max<snd_pcm_uframes_t>(
+		2 * period, snd_pcm_uframes_t{params.rate_hz()} * kMaxHostBufferMs / 1000);
+	const snd_pcm_uframes_t wanted = std::clamp<snd_pcm_uframes_t>(guest_buffer, 2 * period, most);
+	snd_pcm_uframes_t buffer = wanted;
 	if ((err = snd_pcm_hw_params_set_buffer_size_near(pcm, hw.get(), &buffer)) < 0)
-		return fail(fmt::format("buffer of {} frames", 2 * period));
+		return fail(fmt::format("buffer of {} frames", wanted));
 	if ((err = snd_pcm_hw_params(pcm, hw.get())) < 0)
 		return fail("hw_params");
 	snd_pcm_hw_params_get_period_size(hw.get(), &period, &dir);
