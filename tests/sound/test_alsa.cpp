@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <sys/inotify.h>
 #include <thread>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "daemon_process.h"
 #include "linux_driver.h"
 #include "sound_fixture.h"
+#include "sound_log.h"
 
 using namespace sound_test;
 namespace vs = vhost_sound::virtio_snd;
@@ -852,4 +855,87 @@ TEST_CASE("a PCM with its own clock whose ring runs empty plays the format's sil
 	REQUIRE(g.data.size() <= r.sent.size());
 	CHECK(std::equal(g.data.begin(), g.data.end(), r.sent.begin()));
 	CHECK(g.longest_inner >= static_cast<size_t>(0.25 * byte_rate(config)));
+}
+
+TEST_CASE("a playback PCM whose server dies while running: one log line, the guest's I/O completes OK at the nominal rate, the next PREPARE opens it again", "[alsa][pipewire]")
+{
+	AlsaWorld::get();
+	std::optional<PipeWireWorld> pipewire(std::in_place);
+	if (!pipewire->missing().empty()) {
+		if (in_ci())
+			FAIL("CI=true but " << pipewire->missing() << " is not installed");
+		WARN("not run: " << pipewire->missing() << " is not installed");
+		return;
+	}
+	/* The daemon's log, as the loop writes it. */
+	auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(512);
+	vhost_sound::logger().sinks().push_back(log);
+	auto lines_with = [&](const std::string &text) {
+		size_t n = 0;
+		for (const auto &line : log->last_formatted())
+			n += line.find(text) != std::string::npos;
+		return n;
+	};
+	{
+		SoundDaemon daemon({}, alsa("pw", "rec"));
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		const PcmConfig config = periods_of(20, vs::kFmtS16, vs::kRate48000, 2);
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+		pcm.setup();
+		pcm.queue_all();
+		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		PcmRun run;
+		auto play = [&](size_t n) {
+			for (size_t i = 0; i < n; i++) {
+				pcm.queue_slot(pcm.wait_completion(run));
+				pcm.kick();
+			}
+		};
+		play(25);
+		CHECK(stats_of(daemon, 0).feeder.find("device clock") != std::string::npos);
+
+		/* PipeWire (and WirePlumber) killed: the device is gone. */
+		pipewire.reset();
+		/* The guest's periods go on completing, OK, never faster than real time. */
+		const auto t0 = Clock::now();
+		play(25);
+		const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+		const auto lost = stats_of(daemon, 0);
+		INFO(lost.feeder);
+		CHECK(lost.feeder.find("device lost") != std::string::npos);
+		CHECK(lost.state == PcmStream::State::Running);
+		/* (Up to the 4 queued periods and the host buffer may complete at once.) */
+		CHECK(seconds >= nominal_seconds(25 - 4 - 4, config));
+		pcm.finish(run);
+		CHECK(run.release_status == vs::kStatusOk);
+		CHECK(std::all_of(run.statuses.begin(), run.statuses.end(),
+				  [](uint32_t s) { return s == vs::kStatusOk; }));
+		CHECK(lines_with("alsa: PCM 'pw' (playback) failed: ") == 1);
+		CHECK(lines_with("the stream goes on with its samples dropped at the nominal rate; the next "
+				 "PREPARE opens the device again") == 1);
+
+		/* No server: PREPARE fails (IO_ERR), the daemon serves on. */
+		REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+
+		/* A new PipeWire: the next PREPARE opens the device again, on its clock. */
+		pipewire.emplace();
+		LinuxPcm again(snd, 0, vs::Direction::Output, config);
+		again.setup();
+		again.queue_all();
+		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		PcmRun run2;
+		for (size_t i = 0; i < 25; i++) {
+			again.queue_slot(again.wait_completion(run2));
+			again.kick();
+		}
+		CHECK(stats_of(daemon, 0).feeder.find("device clock") != std::string::npos);
+		again.finish(run2);
+		CHECK(std::all_of(run2.statuses.begin(), run2.statuses.end(),
+				  [](uint32_t s) { return s == vs::kStatusOk; }));
+	}
+	auto &sinks = vhost_sound::logger().sinks();
+	sinks.erase(std::remove(sinks.begin(), sinks.end(), log), sinks.end());
 }
