@@ -239,6 +239,9 @@ public:
 			   "context.spa-libs = { audio.convert.* = audioconvert/libspa-audioconvert "
 			   "support.* = support/libspa-support }\n"
 			   "context.modules = [\n"
+			   /* real-time data thread, as on a desktop: tests/pipewire/pipewire.conf says why */
+			   "  { name = libpipewire-module-rt args = { nice.level = -11 rt.prio = 88 } "
+			   "flags = [ ifexists nofail ] }\n"
 			   "  { name = libpipewire-module-protocol-native }\n"
 			   "  { name = libpipewire-module-spa-node-factory }\n"
 			   "  { name = libpipewire-module-client-node }\n"
