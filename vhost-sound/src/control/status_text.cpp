@@ -6,6 +6,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <stdexcept>
+#include <utility>
 
 #include "control/control_protocol.h"
 
@@ -41,6 +42,27 @@ double seconds_field(const json &object, const char *name)
 	return value;
 }
 
+/*
+ * An integer field of type T, checked before conversion: nlohmann's get<T>()
+ * casts a float (3e97, from a hostile or broken peer) without a range check,
+ * which is undefined behaviour.
+ */
+template<typename T>
+T integer_field(const json &object, const char *name)
+{
+	const json &value = object.at(name);
+	bool fits = false;
+	if (value.is_number_unsigned())
+		fits = std::in_range<T>(value.get<uint64_t>());
+	else if (value.is_number_integer())
+		fits = std::in_range<T>(value.get<int64_t>());
+	if (!fits)
+		throw std::runtime_error(fmt::format("\"{}\" is not an integer in range: {}", name,
+						     value.dump()));
+	return value.is_number_unsigned() ? static_cast<T>(value.get<uint64_t>())
+					  : static_cast<T>(value.get<int64_t>());
+}
+
 std::string duration(double seconds)
 {
 	const auto s = static_cast<long long>(seconds);
@@ -52,7 +74,7 @@ std::string duration(double seconds)
 std::string format_status_table(const json &status)
 {
 	try {
-		if (status.at("schema").get<int>() != kSchema)
+		if (integer_field<int>(status, "schema") != kSchema)
 			throw std::runtime_error(fmt::format("STATUS schema {} (this vhostctl reads {})",
 							     status.at("schema").dump(), kSchema));
 		const json &guest = status.at("guest");
@@ -109,8 +131,8 @@ std::string format_controls_table(const json &mixer)
 			mixer.at("negotiated").get<bool>() ? "uses them" : "does not use them",
 			cell(mixer.at("output_gain_percent")), cell(mixer.at("input_gain_percent")));
 		for (const json &c : mixer.at("controls")) {
-			const uint32_t max = c.at("max").get<uint32_t>();
-			const uint32_t value = c.at("value").get<uint32_t>();
+			const uint32_t max = integer_field<uint32_t>(c, "max");
+			const uint32_t value = integer_field<uint32_t>(c, "value");
 			out += fmt::format("  {:<2} {:<16} {:<31} {}{}\n", cell(c.at("id")), cell(c.at("key")),
 					   cell(c.at("name")),
 					   max == 1 ? std::string(value ? "on" : "off")
