@@ -17,7 +17,7 @@
 #include <memory>
 #include <vector>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 #include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
 

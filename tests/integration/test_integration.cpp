@@ -8,7 +8,9 @@
 #include <cstring>
 
 #include <vhostpp/internal/connection.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
+#include <vhostpp/frontend/testing.h>
 
 #include "driver_util.h"
 #include "fd_util.h"
@@ -231,8 +233,8 @@ TEST_CASE("REPLY_ACK: refusals are error replies; without it the connection clos
 	SECTION("NEED_REPLY on a message with its own reply gets one reply only")
 	{
 		DeviceDriver d(server.path(), one_queue());
-		d.frontend().send(wire::make_request(Request::GetFeatures, {}, wire::kFlagNeedReply));
-		auto reply = d.frontend().receive_reply(Request::GetFeatures, 8);
+		testing::send(d.frontend(), wire::make_request(Request::GetFeatures, {}, wire::kFlagNeedReply));
+		auto reply = testing::receive_reply(d.frontend(), Request::GetFeatures, 8);
 		/* The next reply is to the next request: no second acknowledgement queued. */
 		CHECK(d.frontend().get_queue_num() == 1);
 	}

@@ -14,7 +14,8 @@
 #include <sys/wait.h>
 
 #include <vhostpp/internal/connection.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
 
 #include "driver_util.h"
 #include "test_server.h"

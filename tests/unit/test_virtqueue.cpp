@@ -9,7 +9,9 @@
 #include <cstring>
 #include <string>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
+#include <vhostpp/frontend/testing.h>
 #include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
 
@@ -19,7 +21,7 @@
 using namespace vhostpp;
 using namespace vhostpp::test;
 using Features = Virtqueue::Features;
-using RawDesc = DriverQueue::RawDesc;
+using RawDesc = testing::RawDesc;
 
 namespace {
 
@@ -58,11 +60,11 @@ struct Ring {
 	/* Make a raw chain of descriptors 0..n-1 available (hostile tests). */
 	void raw(std::initializer_list<RawDesc> descs, uint16_t head = 0)
 	{
-		RawDesc *table = dq.descriptor_table();
+		RawDesc *table = testing::descriptor_table(dq);
 		uint16_t i = head;
 		for (const auto &d : descs)
 			table[i++] = d;
-		dq.publish_raw(head);
+		testing::publish_raw(dq, head);
 	}
 
 	/* The driver got \a head back with length 0 and the log says why. */
@@ -461,10 +463,10 @@ TEST_CASE("hostile chains are refused, completed with length 0, and the ring goe
 	}
 	SECTION("a cycle through every descriptor")
 	{
-		RawDesc *t = r.dq.descriptor_table();
+		RawDesc *t = testing::descriptor_table(r.dq);
 		for (uint16_t i = 0; i < 8; i++)
 			t[i] = {buf, 8, F_NEXT, uint16_t((i + 1) % 8)};
-		r.dq.publish_raw(3);
+		testing::publish_raw(r.dq, 3);
 		r.expect_refused(3, {"head 3", "longer than the queue size"});
 	}
 	SECTION("next beyond the queue")
@@ -612,8 +614,8 @@ TEST_CASE("avail ring indices from a hostile driver", "[virtqueue][hostile]")
 	auto &log = LogCapture::get();
 	SECTION("head >= queue size is skipped")
 	{
-		r.dq.publish_raw(8);
-		r.dq.publish_raw(0xffff);
+		testing::publish_raw(r.dq, 8);
+		testing::publish_raw(r.dq, 0xffff);
 		CHECK_FALSE(r.vq.pop().has_value());
 		CHECK(log.wait_for(r.mark, {"head 8", "beyond the queue size"}, 0));
 		CHECK(log.wait_for(r.mark, {"head 65535"}, 0));
@@ -622,13 +624,13 @@ TEST_CASE("avail ring indices from a hostile driver", "[virtqueue][hostile]")
 	}
 	SECTION("avail idx more than the queue size ahead breaks the ring")
 	{
-		r.dq.set_avail_idx(9);
+		testing::set_avail_idx(r.dq, 9);
 		CHECK_FALSE(r.vq.pop().has_value());
 		CHECK(r.vq.broken());
 		CHECK(log.wait_for(r.mark, {"avail idx 9"}, 0));
 		CHECK(r.err.wait(0));
 		/* It stays broken: nothing more is read from the ring. */
-		r.dq.set_avail_idx(1);
+		testing::set_avail_idx(r.dq, 1);
 		CHECK_FALSE(r.vq.pop().has_value());
 	}
 	SECTION("avail idx going backwards breaks the ring")
@@ -638,7 +640,7 @@ TEST_CASE("avail ring indices from a hostile driver", "[virtqueue][hostile]")
 		r.dq.add({&b, 1});
 		auto c1 = r.vq.pop(), c2 = r.vq.pop();
 		REQUIRE(c2.has_value());
-		r.dq.set_avail_idx(1);
+		testing::set_avail_idx(r.dq, 1);
 		CHECK_FALSE(r.vq.pop().has_value());
 		CHECK(r.vq.broken());
 		CHECK(log.wait_for(r.mark, {"avail idx 1"}, 0));
@@ -649,7 +651,7 @@ TEST_CASE("avail ring indices from a hostile driver", "[virtqueue][hostile]")
 		uint16_t head = r.dq.add({&b, 1});
 		auto c = r.vq.pop();
 		REQUIRE(c.has_value());
-		r.dq.publish_raw(head);
+		testing::publish_raw(r.dq, head);
 		CHECK_FALSE(r.vq.pop().has_value());
 		CHECK(log.wait_for(r.mark, {"head 0", "in flight"}, 0));
 		r.vq.complete(*c, 8);
@@ -721,7 +723,7 @@ TEST_CASE("descriptors are copied once: rewriting them after pop changes nothing
 		r.dq.add(bufs);
 		auto c = r.vq.pop();
 		REQUIRE(c.has_value());
-		RawDesc *t = r.dq.descriptor_table();
+		RawDesc *t = testing::descriptor_table(r.dq);
 		t[0] = {evil, 4096, F_WRITE, 0};
 		t[1] = {evil, 4096, F_WRITE, 0};
 		CHECK(c->readable_bytes() == 8);
@@ -737,7 +739,7 @@ TEST_CASE("descriptors are copied once: rewriting them after pop changes nothing
 		uint16_t head = r.dq.add_indirect(bufs);
 		auto c = r.vq.pop();
 		REQUIRE(c.has_value());
-		RawDesc d = r.dq.descriptor_table()[head];
+		RawDesc d = testing::descriptor_table(r.dq)[head];
 		auto *table = reinterpret_cast<RawDesc *>(r.mem.at(d.addr, 16).data());
 		table[0] = {evil, 16, F_WRITE, 0};
 		CHECK(c->writable_bytes() == 8);
