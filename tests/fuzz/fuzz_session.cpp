@@ -68,6 +68,8 @@ public:
 			held.clear();
 		std::memset(config_, 0, sizeof(config_));
 	}
+	/* As before detach() existed: the next connection starts from scratch. */
+	void detach() override { reset(); }
 
 private:
 	uint8_t config_[16]{};

@@ -73,7 +73,7 @@ class ContextDevice : public PatternDevice
 public:
 	ContextDevice() : PatternDevice(1, 8) {}
 	void attach(DeviceContext &context) override { context_ = &context; }
-	void reset() override { context_ = nullptr; }
+	void detach() override { context_ = nullptr; }
 	DeviceContext *context_ = nullptr;
 };
 
