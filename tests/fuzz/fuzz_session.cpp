@@ -2,8 +2,9 @@
 /*
  * Target 2, a whole session: a stream of vhost-user messages, with real
  * memfds, eventfds, pipes and sockets attached where the fuzzer says, goes
- * over a real Unix socket into a Server serving a small device; eventfds
- * the fuzzer sent can be signalled (kicks). Record format: session_harness.h.
+ * over a real Unix socketpair into a Server (serve_connected()) serving a
+ * small device; eventfds the fuzzer sent can be signalled (kicks). Record
+ * format: session_harness.h.
  */
 #include <deque>
 
