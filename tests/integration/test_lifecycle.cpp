@@ -293,3 +293,31 @@ TEST_CASE("accept errors back off on a timer instead of spinning", "[integration
 	Frontend fe(std::move(client));
 	CHECK(fe.get_features() != 0);
 }
+
+TEST_CASE("a back-end channel nobody reads is dropped; the connection stays",
+	  "[integration][server][hostile]")
+{
+	ContextDevice device;
+	TestServer server(device);
+	DeviceDriver d(server.path(), one_queue(16));
+	auto &fe = d.frontend();
+	auto &log = LogCapture::get();
+	size_t mark = log.mark();
+	auto [ours, theirs] = socket_pair();
+	fe.set_backend_req_fd(std::move(theirs));
+
+	/* 12 bytes each, never read: far more than the socket and 64 KiB hold.
+	 * Each call returns at once (queued), so one loop turn sends them all. */
+	CHECK(server.run([&] {
+		for (int i = 0; i < 20000; i++)
+			device.context_->notify_config_change();
+		return true;
+	}));
+	CHECK(log.wait_for(mark, {"back-end channel", "unread"}, 3000, LogLevel::Error));
+	CHECK_FALSE(server.run([&] { return device.context_->notify_config_change(); }));
+	/* The front-end's own connection goes on. */
+	CHECK(fe.get_status() == 0);
+	uint64_t offset = device.produced;
+	CHECK(read_pattern(d.queue(0), d.memory(), offset, 64));
+	CHECK(server.connected());
+}
