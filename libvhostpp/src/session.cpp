@@ -745,7 +745,10 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 				stop_ring(*r);
 			device_.reset();
 		}
-		status_ = static_cast<uint8_t>(value);
+		/* NEEDS_RESET is the device's bit: a driver writing its own bits does not
+		 * clear it; only the reset (status 0) does. */
+		const uint8_t keep = value ? (status_ & wire::kStatusNeedsReset) : 0;
+		status_ = static_cast<uint8_t>(value) | keep;
 		return std::nullopt;
 	}
 

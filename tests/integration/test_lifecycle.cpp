@@ -142,6 +142,9 @@ TEST_CASE("set_needs_reset() shows in GET_STATUS and sends CONFIG_CHANGE_MSG",
 		      static_cast<uint32_t>(wire::BackendRequest::ConfigChangeMsg));
 		CHECK(fe.get_status() == (0x0f | wire::kStatusNeedsReset));
 	}
+	/* The driver writing its own bits leaves the device's. */
+	fe.set_status(0x0f);
+	CHECK(fe.get_status() == (0x0f | wire::kStatusNeedsReset));
 	/* The driver resets the device: the bit goes with it. */
 	fe.set_status(0);
 	CHECK(fe.get_status() == 0);
