@@ -39,13 +39,14 @@ TEST_CASE("a device through the harness: the whole queue lifecycle", "[integrati
 	LogCapture::get();
 	boost::asio::io_context io;
 	InOrderDevice device;
-	DeviceHarness::Options options;
-	options.driver.queue_sizes = {16};
-	DeviceHarness h(io, device, options);
+	/* Queues left to the harness: the device's one, of 64. */
+	DeviceHarness h(io, device, {});
 	CHECK_FALSE(h.attached());
 
 	h.start();
 	CHECK(h.attached());
+	REQUIRE(h.driver().queue_count() == 1);
+	CHECK(h.queue(0).size() == 64);
 	CHECK(device.attaches == 1);
 	CHECK(device.started == 1);
 

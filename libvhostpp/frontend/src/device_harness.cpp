@@ -5,6 +5,7 @@
  */
 #include "vhostpp/frontend/device_harness.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <stdexcept>
@@ -20,6 +21,11 @@ DeviceHarness::DeviceHarness(boost::asio::io_context &io, Device &device, Option
 	: io_(io), device_(device), options_(std::move(options)),
 	  work_(boost::asio::make_work_guard(io))
 {
+	if (options_.driver.queue_sizes.empty()) {
+		for (unsigned i = 0; i < device_.num_queues(); i++)
+			options_.driver.queue_sizes.push_back(
+				std::min<uint16_t>(64, device_.max_queue_size(i)));
+	}
 	/* Built before the thread runs the loop: nothing races with it. */
 	server_ = std::make_unique<Server>(io_, device_, options_.server);
 	server_->on_disconnect([this] { disconnects_++; });

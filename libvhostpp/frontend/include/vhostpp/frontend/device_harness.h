@@ -56,7 +56,8 @@ class DeviceHarness
 public:
 	struct Options {
 		/** \brief The front-end's side: queue sizes (one entry per queue to set
-		 *  up), features wanted, memory. */
+		 *  up; left empty: every queue of the device, each of 64 or the device's
+		 *  max_queue_size() if smaller), features wanted, memory. */
 		DeviceDriver::Options driver;
 		/** \brief The server's side. */
 		ServerOptions server;
