@@ -70,14 +70,16 @@ struct ServerOptions {
 	bool offer_config = true;
 
 	/**
-	 * \brief Replies and back-end messages the front-end has not read yet,
-	 * in bytes, above which it is disconnected. Nothing is ever written
+	 * \brief Replies the front-end has not read yet, in bytes, above which it
+	 * is disconnected (for the back-end channel's messages: above which the
+	 * channel is dropped). Nothing is ever written
 	 * with a blocking call on the loop thread: what the socket does not take
 	 * at once waits in a queue.
 	 */
 	size_t max_unsent_bytes = 64 * 1024;
-	/** \brief Milliseconds a reply may wait for the front-end to read it
-	 *  before the front-end is disconnected. */
+	/** \brief Milliseconds the front-end may leave waiting replies unread
+	 *  without reading any of them before it is disconnected (the back-end
+	 *  channel, instead, is dropped). */
 	unsigned unsent_timeout_ms = 5000;
 };
 
@@ -86,10 +88,9 @@ struct ServerOptions {
  *
  * One front-end at a time: when it disconnects the device is detached
  * (Device::detach()), every resource of the connection released, and the
- * next one accepted (so QEMU's
- * `reconnect=` works). A protocol error ends only the connection, never the
- * server. Everything runs on the given io_context; the server starts no
- * threads.
+ * next one accepted (so QEMU's `reconnect=` works). A protocol error ends
+ * only the connection, never the server. Everything runs on the given
+ * io_context; the server starts no threads.
  */
 class Server
 {
