@@ -11,7 +11,6 @@
 #include <iostream>
 #include <sys/random.h>
 #include <vhostpp/vhostpp.h>
-#include <vhostpp/internal/wire.h> /* until Server takes protocol features in its own terms */
 
 class RngDevice : public vhostpp::Device
 {
@@ -61,10 +60,9 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		device = std::make_unique<RngDevice>(vm.count("pattern") > 0);
-		server = std::make_unique<vhostpp::Server>(io, *device);
-		if (vm.count("no-mem-slots"))
-			server->withhold_protocol_features(
-				vhostpp::wire::bit(vhostpp::wire::ProtocolFeature::ConfigureMemSlots));
+		vhostpp::ServerOptions options;
+		options.offer_mem_slots = vm.count("no-mem-slots") == 0;
+		server = std::make_unique<vhostpp::Server>(io, *device, options);
 		if (vm.count("socket"))
 			server->listen(vm["socket"].as<std::string>());
 		else if (vm.count("socket-fd"))

@@ -110,13 +110,49 @@ void send_bytes(int socket, std::span<const uint8_t> bytes, std::span<const int>
 	}
 }
 
-void send_message(int socket, const wire::Message &msg, int timeout_ms)
+size_t send_some(int socket, std::span<const uint8_t> bytes, std::span<const int> fds)
+{
+	if (fds.size() > wire::kMaxFds)
+		throw std::system_error(EINVAL, std::generic_category(), "too many fds to send");
+	alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::kMaxFds)] = {};
+	iovec iov{const_cast<uint8_t *>(bytes.data()), bytes.size()};
+	msghdr mh{};
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (!fds.empty()) {
+		mh.msg_control = control;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+		cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+		std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+	}
+	while (true) {
+		ssize_t n = ::sendmsg(socket, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0)
+			return static_cast<size_t>(n);
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		throw std::system_error(errno, std::generic_category(), "sendmsg");
+	}
+}
+
+std::vector<uint8_t> message_bytes(const wire::Message &msg)
 {
 	std::vector<uint8_t> bytes(sizeof(wire::Header) + msg.payload.size());
 	std::memcpy(bytes.data(), &msg.header, sizeof(wire::Header));
 	if (!msg.payload.empty())
 		std::memcpy(bytes.data() + sizeof(wire::Header), msg.payload.data(),
 			    msg.payload.size());
+	return bytes;
+}
+
+void send_message(int socket, const wire::Message &msg, int timeout_ms)
+{
+	std::vector<uint8_t> bytes = message_bytes(msg);
 	std::vector<int> fds;
 	for (const auto &fd : msg.fds)
 		fds.push_back(fd.get());

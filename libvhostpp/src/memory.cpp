@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause */
 #include "vhostpp/internal/memory.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
@@ -138,6 +139,20 @@ std::span<uint8_t> GuestMemory::gpa_to_host(uint64_t gpa, uint64_t len) const
 	for (const auto &r : regions_) {
 		if (contains(r->guest_addr(), r->size(), gpa, len))
 			return {r->host() + (gpa - r->guest_addr()), static_cast<size_t>(len)};
+	}
+	return {};
+}
+
+std::span<uint8_t> GuestMemory::gpa_to_host_prefix(uint64_t gpa, uint64_t len) const
+{
+	if (len == 0)
+		return {};
+	for (const auto &r : regions_) {
+		if (contains(r->guest_addr(), r->size(), gpa, 1)) {
+			uint64_t room = r->guest_addr() + r->size() - gpa;
+			return {r->host() + (gpa - r->guest_addr()),
+				static_cast<size_t>(std::min(len, room))};
+		}
 	}
 	return {};
 }

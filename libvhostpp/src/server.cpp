@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <stdexcept>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,9 +24,19 @@ namespace vhostpp {
 using boost::asio::local::stream_protocol;
 
 struct Server::Listener {
-	explicit Listener(boost::asio::io_context &io) : acceptor(io) {}
+	explicit Listener(boost::asio::io_context &io) : acceptor(io), retry(io) {}
 	stream_protocol::acceptor acceptor;
+	/* Paces accept retries after an error. */
+	boost::asio::steady_timer retry;
 };
+
+namespace {
+
+/* Accept retries after an error: from 10 ms, doubling, at most 1 s. */
+constexpr unsigned kFirstAcceptRetryMs = 10;
+constexpr unsigned kMaxAcceptRetryMs = 1000;
+
+} // namespace
 
 void check_listening_unix_socket(int fd)
 {
@@ -73,8 +85,8 @@ std::vector<SystemdSocket> take_systemd_sockets()
 	return sockets;
 }
 
-Server::Server(boost::asio::io_context &io, Device &device)
-	: io_(io), device_(device), listener_(std::make_unique<Listener>(io))
+Server::Server(boost::asio::io_context &io, Device &device, ServerOptions options)
+	: io_(io), device_(device), options_(options), listener_(std::make_unique<Listener>(io))
 {
 }
 
@@ -149,29 +161,90 @@ void Server::accept_one()
 		if (ec == boost::asio::error::operation_aborted)
 			return;
 		if (ec) {
-			logger().error("accept failed: {}", ec.message());
-			/* EMFILE and friends: try again once the loop has moved on. */
-			boost::asio::post(io_, [this] { start_accept(); });
+			/* EMFILE and friends: the listening socket stays readable, so
+			 * retrying at once would spin the loop; back off on a timer. */
+			accept_backoff_ms_ = accept_backoff_ms_
+				? std::min(accept_backoff_ms_ * 2, kMaxAcceptRetryMs)
+				: kFirstAcceptRetryMs;
+			logger().error("accept failed: {}; retrying in {} ms", ec.message(),
+				       accept_backoff_ms_);
+			retry_accept(accept_backoff_ms_);
 			return;
 		}
-		connections_++;
+		accept_backoff_ms_ = 0;
+		if (session_) {
+			/* Accepted just as serve_connected() took the one slot. */
+			logger().warn("front-end refused: another one is being served");
+			return;
+		}
 		logger().info("front-end connected");
-		session_ = std::make_unique<Session>(io_, device_, std::move(socket),
-						     withheld_protocol_features_, [this] {
-			session_.reset();
-			if (on_disconnect_)
-				on_disconnect_();
-			start_accept();
-		});
-		session_->start();
+		try {
+			start_session(std::move(socket));
+		} catch (const std::exception &e) {
+			/* Out of fds for the connection's own needs: drop this front-end
+			 * only, and accept the next one a little later. */
+			logger().error("cannot serve the front-end: {}", e.what());
+			retry_accept(kFirstAcceptRetryMs);
+		}
 		/* One front-end at a time: the next is accepted after this one leaves. */
 	});
+}
+
+void Server::retry_accept(unsigned delay_ms)
+{
+	listener_->retry.expires_after(std::chrono::milliseconds(delay_ms));
+	listener_->retry.async_wait([this](const boost::system::error_code &ec) {
+		if (!ec)
+			start_accept();
+	});
+}
+
+void Server::start_session(stream_protocol::socket socket)
+{
+	session_ = std::make_unique<Session>(io_, device_, std::move(socket), options_, [this] {
+		session_.reset();
+		if (on_disconnect_)
+			on_disconnect_();
+		start_accept();
+	});
+	connections_++;
+	session_->start();
+}
+
+void Server::serve_connected(UniqueFd fd)
+{
+	if (session_)
+		throw std::runtime_error("serve_connected: a front-end is already being served");
+	int type = 0, domain = 0;
+	socklen_t len = sizeof(int);
+	bool ok = ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+	len = sizeof(int);
+	ok = ok && ::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0;
+	if (!ok || domain != AF_UNIX || type != SOCK_STREAM)
+		throw std::runtime_error(fmt::format("fd {} is not a Unix stream socket", fd.get()));
+	sockaddr_un peer{};
+	socklen_t peer_len = sizeof(peer);
+	if (::getpeername(fd.get(), reinterpret_cast<sockaddr *>(&peer), &peer_len) < 0)
+		throw std::runtime_error(fmt::format("fd {} is not connected: {}", fd.get(),
+						     std::strerror(errno)));
+	stream_protocol::socket socket(io_);
+	boost::system::error_code ec;
+	socket.assign(stream_protocol(), fd.get(), ec);
+	if (ec)
+		throw std::runtime_error(fmt::format("cannot use fd {}: {}", fd.get(), ec.message()));
+	/* One front-end at a time: a pending accept waits until this one leaves
+	 * (the session's end re-arms it). */
+	boost::system::error_code ignored;
+	listener_->acceptor.cancel(ignored);
+	logger().info("serving the front-end on connected fd {}", fd.release());
+	start_session(std::move(socket));
 }
 
 void Server::stop()
 {
 	boost::system::error_code ec;
 	listener_->acceptor.close(ec);
+	listener_->retry.cancel();
 	session_.reset();
 	if (!owned_path_.empty()) {
 		::unlink(owned_path_.c_str());

@@ -147,10 +147,13 @@ void check_notification_fd(Request code, const wire::VringFd &v)
 } // namespace
 
 Session::Session(boost::asio::io_context &io, Device &device, Socket socket,
-		 uint64_t withheld_protocol_features, std::function<void()> on_close)
-	: io_(io), device_(device), socket_(std::move(socket)),
-	  withheld_protocol_features_(withheld_protocol_features), on_close_(std::move(on_close))
+		 const ServerOptions &options, std::function<void()> on_close)
+	: io_(io), device_(device), socket_(std::move(socket)), options_(options),
+	  on_close_(std::move(on_close))
 {
+	replies_ = std::make_unique<Outbox>(io_, socket_.native_handle(), options_.max_unsent_bytes,
+					    options_.unsent_timeout_ms,
+					    [this](const std::string &why) { close(why); });
 	for (unsigned i = 0; i < device_.num_queues(); i++)
 		rings_.push_back(std::make_unique<Ring>(static_cast<uint16_t>(i),
 							 device_.max_queue_size(i)));
@@ -162,7 +165,9 @@ Session::~Session()
 	alive_.reset();
 	for (auto &r : rings_)
 		stop_ring(*r);
-	device_.reset();
+	/* The front-end left: not a device reset (the device may keep state for
+	 * the next one), but nothing of this connection may be used any more. */
+	device_.detach();
 }
 
 uint64_t Session::transport_features()
@@ -180,13 +185,18 @@ uint64_t Session::offered_features() const
 
 uint64_t Session::offered_protocol_features() const
 {
-	uint64_t f = wire::bit(ProtocolFeature::Mq) | wire::bit(ProtocolFeature::ReplyAck) |
-		     wire::bit(ProtocolFeature::BackendReq) |
-		     wire::bit(ProtocolFeature::ConfigureMemSlots) |
-		     wire::bit(ProtocolFeature::ResetDevice) | wire::bit(ProtocolFeature::Status);
-	if (device_.config_size() > 0)
+	uint64_t f = wire::bit(ProtocolFeature::Mq) | wire::bit(ProtocolFeature::ReplyAck);
+	if (options_.offer_backend_channel)
+		f |= wire::bit(ProtocolFeature::BackendReq);
+	if (options_.offer_mem_slots)
+		f |= wire::bit(ProtocolFeature::ConfigureMemSlots);
+	if (options_.offer_reset_device)
+		f |= wire::bit(ProtocolFeature::ResetDevice);
+	if (options_.offer_status)
+		f |= wire::bit(ProtocolFeature::Status);
+	if (options_.offer_config && device_.config_size() > 0)
 		f |= wire::bit(ProtocolFeature::Config);
-	return f & ~withheld_protocol_features_;
+	return f;
 }
 
 void Session::start()
@@ -211,8 +221,17 @@ void Session::wait_readable()
 
 void Session::on_readable()
 {
-	/* Handle every whole message that is already here, then wait again. */
-	while (!closing_) {
+	/*
+	 * Handle the whole messages that are already here, then wait again. At
+	 * most kMessagesPerWakeup: a front-end that keeps the socket full must
+	 * not hold the loop (kicks, timers, the device's own work), nor keep
+	 * being served after its replies overflowed (the outbox's error is
+	 * posted, so it runs only once this returns).
+	 */
+	constexpr unsigned kMessagesPerWakeup = 64;
+	for (unsigned handled = 0; !closing_ && !replies_->failed(); handled++) {
+		if (handled == kMessagesPerWakeup)
+			break;
 		MessageReader::Status status;
 		try {
 			status = reader_.read_some(socket_.native_handle());
@@ -231,7 +250,7 @@ void Session::on_readable()
 			break;
 		handle(reader_.take());
 	}
-	if (!closing_)
+	if (!closing_ && !replies_->failed())
 		wait_readable();
 }
 
@@ -262,12 +281,7 @@ void Session::handle(wire::Message msg)
 	if (!error.empty()) {
 		if (ack) {
 			logger().error("{}; refused (error reply)", error);
-			try {
-				send_message(socket_.native_handle(),
-					     wire::make_reply(header, wire::as_bytes(uint64_t{1})));
-			} catch (const std::system_error &e) {
-				close(e.what());
-			}
+			replies_->send(wire::make_reply(header, wire::as_bytes(uint64_t{1})));
 			return;
 		}
 		/* Without an error reply the front-end would believe the request succeeded
@@ -276,15 +290,12 @@ void Session::handle(wire::Message msg)
 		return;
 	}
 
-	try {
-		if (reply)
-			send_message(socket_.native_handle(), wire::make_reply(header, *reply));
-		else if (ack)
-			send_message(socket_.native_handle(),
-				     wire::make_reply(header, wire::as_bytes(uint64_t{0})));
-	} catch (const std::system_error &e) {
-		close(fmt::format("{}: sending the reply failed: {}", name(code), e.what()));
-	}
+	/* Never a blocking write on the loop thread: what the socket does not take
+	 * now waits in the outbox (and a front-end that never reads is dropped). */
+	if (reply)
+		replies_->send(wire::make_reply(header, *reply));
+	else if (ack)
+		replies_->send(wire::make_reply(header, wire::as_bytes(uint64_t{0})));
 }
 
 void Session::close(const std::string &reason)
@@ -433,19 +444,37 @@ void Session::apply_ring_features()
 		r->queue.set_features(f);
 }
 
+bool Session::send_backend(const wire::Message &msg)
+{
+	if (!backend_outbox_)
+		return false;
+	backend_outbox_->send(msg);
+	return true;
+}
+
+void Session::drop_backend_channel(const std::string &why)
+{
+	logger().error("back-end channel: {}; no more messages go to the front-end on it", why);
+	backend_outbox_.reset();
+	backend_channel_.reset();
+}
+
 bool Session::notify_config_change()
 {
-	if (!backend_channel_.valid())
+	if (closing_)
 		return false;
-	auto msg = wire::make_request(static_cast<Request>(wire::BackendRequest::ConfigChangeMsg),
-				      {});
-	try {
-		send_message(backend_channel_.get(), msg, 1000);
-	} catch (const std::system_error &e) {
-		logger().error("CONFIG_CHANGE_MSG on the back-end channel failed: {}", e.what());
-		return false;
-	}
-	return true;
+	/* No NEED_REPLY: the loop never waits for the front-end. */
+	return send_backend(wire::make_request(
+		static_cast<Request>(wire::BackendRequest::ConfigChangeMsg), {}));
+}
+
+void Session::set_needs_reset()
+{
+	/* virtio 2.1.2: the driver sees DEVICE_NEEDS_RESET in the status and, told
+	 * by a configuration change notification, resets the device. */
+	status_ |= wire::kStatusNeedsReset;
+	logger().warn("the device needs a reset (status 0x{:x})", status_);
+	notify_config_change();
 }
 
 std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
@@ -657,7 +686,18 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 
 	case Request::SetBackendReqFd: {
 		require_protocol(code, ProtocolFeature::BackendReq);
+		backend_outbox_.reset();
 		backend_channel_ = std::move(std::get<wire::Fd>(p).fd);
+		try {
+			backend_outbox_ = std::make_unique<Outbox>(
+				io_, backend_channel_.get(), options_.max_unsent_bytes,
+				options_.unsent_timeout_ms,
+				[this](const std::string &why) { drop_backend_channel(why); });
+		} catch (const std::exception &e) {
+			/* Out of fds (dup) or epoll refused it: refuse the request. */
+			backend_channel_.reset();
+			throw ProtocolError(fmt::format("SET_BACKEND_REQ_FD: {}", e.what()));
+		}
 		return std::nullopt;
 	}
 
@@ -705,7 +745,10 @@ std::optional<std::vector<uint8_t>> Session::dispatch(wire::ParsedRequest &req)
 				stop_ring(*r);
 			device_.reset();
 		}
-		status_ = static_cast<uint8_t>(value);
+		/* NEEDS_RESET is the device's bit: a driver writing its own bits does not
+		 * clear it; only the reset (status 0) does. */
+		const uint8_t keep = value ? (status_ & wire::kStatusNeedsReset) : 0;
+		status_ = static_cast<uint8_t>(value) | keep;
 		return std::nullopt;
 	}
 

@@ -18,6 +18,8 @@
 #include "vhostpp/internal/memory.h"
 #include "vhostpp/virtqueue.h"
 #include "vhostpp/internal/wire.h"
+#include "vhostpp/server.h"
+#include "outbox.h"
 
 namespace vhostpp {
 
@@ -29,14 +31,16 @@ public:
 	/* \a on_close runs (posted, never from inside a handler of this session) once the
 	 * connection has ended; the owner then destroys the session. */
 	Session(boost::asio::io_context &io, Device &device, Socket socket,
-		uint64_t withheld_protocol_features, std::function<void()> on_close);
-	/* Stops every ring, resets the device, closes every fd of the connection. */
+		const ServerOptions &options, std::function<void()> on_close);
+	/* Stops every ring, detaches the device, closes every fd of the connection. */
 	~Session() override;
 
 	void start();
 
 	bool notify_config_change() override;
 	uint64_t negotiated_features() const override { return acked_features_; }
+	boost::asio::io_context &io() override { return io_; }
+	void set_needs_reset() override;
 
 	/* Transport features the library offers on top of the device's own. */
 	static uint64_t transport_features();
@@ -74,18 +78,23 @@ private:
 	void watch_kick(Ring &r);
 	void stop_ring(Ring &r);
 	void reset_device();
+	/* Queue \a msg on the back-end channel; false without one. */
+	bool send_backend(const wire::Message &msg);
+	void drop_backend_channel(const std::string &why);
 	void set_memory(std::shared_ptr<const GuestMemory> memory);
 	void apply_ring_features();
 
 	boost::asio::io_context &io_;
 	Device &device_;
 	Socket socket_;
-	uint64_t withheld_protocol_features_;
+	ServerOptions options_;
 	std::function<void()> on_close_;
 	/* Handlers hold a weak_ptr to this: after the session is gone they do nothing. */
 	std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 	MessageReader reader_{MessageReader::Source::FrontEnd};
 	bool closing_ = false;
+	/* Replies: queued, sent when the socket takes them. */
+	std::unique_ptr<Outbox> replies_;
 
 	std::vector<std::unique_ptr<Ring>> rings_;
 	std::shared_ptr<const GuestMemory> memory_;
@@ -94,6 +103,7 @@ private:
 	bool protocol_features_set_ = false;
 	uint8_t status_ = 0;
 	UniqueFd backend_channel_;
+	std::unique_ptr<Outbox> backend_outbox_;
 };
 
 } // namespace vhostpp

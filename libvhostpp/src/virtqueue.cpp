@@ -125,6 +125,7 @@ void Virtqueue::set_size(uint32_t num)
 			max_size_));
 	size_ = static_cast<uint16_t>(num);
 	popped_.assign(size_, 0);
+	popped_at_.assign(size_, 0);
 	in_flight_ = 0;
 	/* Addresses translated for another size no longer describe whole rings:
 	 * the session remaps them. */
@@ -211,7 +212,17 @@ void Virtqueue::set_base(uint32_t base)
 
 void Virtqueue::rewind_in_flight()
 {
-	last_avail_ = static_cast<uint16_t>(last_avail_ - in_flight_);
+	/* Back to the oldest in-flight chain's avail position: counting the chains
+	 * instead would land on a refused entry popped (and completed) between
+	 * them, and lose the oldest chain. Distances are taken back from
+	 * last_avail_ so that the 16-bit wrap does not matter. */
+	uint16_t back = 0;
+	for (size_t head = 0; head < popped_.size(); head++) {
+		if (popped_[head])
+			back = std::max<uint16_t>(back,
+						  static_cast<uint16_t>(last_avail_ - popped_at_[head]));
+	}
+	last_avail_ = static_cast<uint16_t>(last_avail_ - back);
 	new_generation();
 }
 
@@ -235,6 +246,7 @@ void Virtqueue::reset()
 	last_avail_ = used_idx_ = 0;
 	broken_ = false;
 	popped_.clear();
+	popped_at_.clear();
 	call_ = {};
 	err_ = {};
 	new_generation();
@@ -281,13 +293,25 @@ bool Virtqueue::add_buffer(DescriptorChain &chain, const Desc &d, std::string &w
 		why = "chain totals more than 4 GiB";
 		return false;
 	}
-	auto span = memory_->gpa_to_host(d.addr, d.len);
-	if (span.empty()) {
-		why = fmt::format("buffer addr 0x{:x} len {} is not inside one guest memory region",
-				  d.addr, d.len);
-		return false;
+	/* One descriptor may run from one region into the next adjacent one:
+	 * one span per region, so read()/write() see them as one buffer. */
+	auto &spans = writable ? chain.writable_ : chain.readable_;
+	const size_t before = spans.size();
+	uint64_t addr = d.addr;
+	uint64_t left = d.len;
+	while (left > 0) {
+		auto span = memory_->gpa_to_host_prefix(addr, left);
+		if (span.empty() || addr + left < addr) {
+			spans.resize(before);
+			why = fmt::format("buffer addr 0x{:x} len {} is not inside one guest memory "
+					  "region or adjacent ones (0x{:x} unmapped)",
+					  d.addr, d.len, addr);
+			return false;
+		}
+		spans.push_back(span);
+		addr += span.size();
+		left -= span.size();
 	}
-	(writable ? chain.writable_ : chain.readable_).push_back(span);
 	total += d.len;
 	return true;
 }
@@ -410,6 +434,7 @@ std::optional<DescriptorChain> Virtqueue::pop()
 
 		uint16_t slot = last_avail_ % size_;
 		uint16_t head = load_u16(avail_ + 4 + 2ul * slot, std::memory_order_relaxed);
+		const uint16_t position = last_avail_;
 		last_avail_++;
 		if (features_.event_idx)
 			set_avail_event(last_avail_);
@@ -432,6 +457,7 @@ std::optional<DescriptorChain> Virtqueue::pop()
 		chain.queue_index_ = index_;
 		chain.generation_ = generation_;
 		popped_[head] = 1;
+		popped_at_[head] = position;
 		in_flight_++;
 		if (!walk_chain(head, chain)) {
 			/* Give the head back so the driver does not lose the descriptors. */

@@ -17,9 +17,10 @@
 #include <memory>
 #include <vector>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 #include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
+#include <vhostpp/internal/virtqueue_setup.h>
 
 namespace vhostpp::bench {
 
@@ -31,12 +32,12 @@ struct BenchRing {
 		region = MappedRegion::map(mem.region(), mem.fd());
 		gm = std::make_shared<const GuestMemory>(
 			std::vector<std::shared_ptr<const MappedRegion>>{region});
-		vq.set_size(size);
-		vq.set_base(0);
-		vq.set_addresses(dq.addresses(), gm);
-		vq.set_features({event_idx, indirect, false});
-		vq.set_call(EventFd(dq.call_fd().unique_fd().duplicate()));
-		vq.new_generation();
+		VirtqueueSetup::set_size(vq, size);
+		VirtqueueSetup::set_base(vq, 0);
+		VirtqueueSetup::set_addresses(vq, dq.addresses(), gm);
+		VirtqueueSetup::set_features(vq, {event_idx, indirect, false});
+		VirtqueueSetup::set_call(vq, EventFd(dq.call_fd().unique_fd().duplicate()));
+		VirtqueueSetup::new_generation(vq);
 	}
 	int kick_fd() const { return dq.kick_fd().unique_fd().get(); }
 	int call_fd() const { return dq.call_fd().unique_fd().get(); }

@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 #include <vhostpp/virtqueue.h>
 
 #include "bench_ring.h"
@@ -35,6 +35,14 @@ using namespace vhostpp;
 using namespace vhostpp::bench;
 
 namespace {
+
+/* A split-ring descriptor as it lies in guest memory (virtio 2.7.5). */
+struct RawDesc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
 
 constexpr uint16_t kQueueSize = 256;
 constexpr uint32_t kBufferBytes = 64;
@@ -65,7 +73,7 @@ public:
 	FloorConsumer(uint8_t *host, uint64_t gpa_base, const DriverQueue &dq, bool event_idx)
 		: host_(host), base_(gpa_base), size_(dq.size()), event_idx_(event_idx)
 	{
-		desc_ = reinterpret_cast<DriverQueue::RawDesc *>(host + (dq.desc_gpa() - gpa_base));
+		desc_ = reinterpret_cast<RawDesc *>(host + (dq.desc_gpa() - gpa_base));
 		avail_ = host + (dq.avail_gpa() - gpa_base);
 		used_ = host + (dq.used_gpa() - gpa_base);
 	}
@@ -119,10 +127,10 @@ private:
 
 	uint32_t walk(uint16_t head)
 	{
-		const DriverQueue::RawDesc *table = desc_;
+		const RawDesc *table = desc_;
 		uint16_t i = head;
 		if (table[i].flags & DriverQueue::kDescIndirect) {
-			table = reinterpret_cast<const DriverQueue::RawDesc *>(host_ +
+			table = reinterpret_cast<const RawDesc *>(host_ +
 									       (table[i].addr - base_));
 			i = 0;
 		}
@@ -164,7 +172,7 @@ private:
 	uint64_t base_;
 	uint16_t size_;
 	bool event_idx_;
-	DriverQueue::RawDesc *desc_;
+	RawDesc *desc_;
 	uint8_t *avail_;
 	uint8_t *used_;
 	uint16_t last_avail_ = 0;

@@ -2,8 +2,9 @@
 /*
  * Target 2, a whole session: a stream of vhost-user messages, with real
  * memfds, eventfds, pipes and sockets attached where the fuzzer says, goes
- * over a real Unix socket into a Server serving a small device; eventfds
- * the fuzzer sent can be signalled (kicks). Record format: session_harness.h.
+ * over a real Unix socketpair into a Server (serve_connected()) serving a
+ * small device; eventfds the fuzzer sent can be signalled (kicks). Record
+ * format: session_harness.h.
  */
 #include <deque>
 
@@ -68,6 +69,8 @@ public:
 			held.clear();
 		std::memset(config_, 0, sizeof(config_));
 	}
+	/* As before detach() existed: the next connection starts from scratch. */
+	void detach() override { reset(); }
 
 private:
 	uint8_t config_[16]{};

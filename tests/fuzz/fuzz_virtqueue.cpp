@@ -18,6 +18,7 @@
 #include <vhostpp/log.h>
 #include <vhostpp/internal/memory.h>
 #include <vhostpp/virtqueue.h>
+#include <vhostpp/internal/virtqueue_setup.h>
 
 #include "fuzz_input.h"
 
@@ -92,15 +93,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	Virtqueue vq(0, 256);
 	try {
-		vq.set_size(queue_size);
-		vq.set_base(base);
-		vq.set_addresses(addr, memory.table);
+		VirtqueueSetup::set_size(vq, queue_size);
+		VirtqueueSetup::set_base(vq, base);
+		VirtqueueSetup::set_addresses(vq, addr, memory.table);
 	} catch (const wire::ProtocolError &) {
 		return 0;
 	}
-	vq.set_features({ bool(feature_bits & 1), bool(feature_bits & 2), bool(feature_bits & 4) });
-	vq.set_call(EventFd::create());
-	vq.new_generation();
+	VirtqueueSetup::set_features(vq, { bool(feature_bits & 1), bool(feature_bits & 2), bool(feature_bits & 4) });
+	VirtqueueSetup::set_call(vq, EventFd::create());
+	VirtqueueSetup::new_generation(vq);
 
 	std::vector<uint8_t> scratch;
 	std::vector<DescriptorChain> held;
@@ -135,8 +136,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	serve(0);
 	/* A ring stop: chains in flight go back and the next start sees them again. */
-	vq.rewind_in_flight();
-	vq.new_generation();
+	VirtqueueSetup::rewind_in_flight(vq);
+	VirtqueueSetup::new_generation(vq);
 	/* The guest rewrites part of its memory meanwhile (descriptors included). */
 	const size_t at = patch_at % (2 * kRegionBytes);
 	const auto patch = in.bytes(std::min<size_t>(patch_len, 2 * kRegionBytes - at));

@@ -16,7 +16,9 @@
 #include <thread>
 
 #include <vhostpp/internal/connection.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
+#include <vhostpp/frontend/testing.h>
 
 #include "driver_util.h"
 #include "fd_util.h"
@@ -113,8 +115,8 @@ public:
 	static uint64_t ack_of(Frontend &fe, Request code, std::span<const uint8_t> body,
 			       std::span<const int> fds = {})
 	{
-		fe.send(wire::make_request(code, body, wire::kFlagNeedReply), fds);
-		auto reply = fe.receive_reply(code, 8);
+		testing::send(fe, wire::make_request(code, body, wire::kFlagNeedReply), fds);
+		auto reply = testing::receive_reply(fe, code, 8);
 		uint64_t status;
 		std::memcpy(&status, reply.data(), 8);
 		return status;

@@ -86,7 +86,7 @@ TEST_CASE("1: short header, EOF inside a payload, a message in several reads", "
 		{
 			auto fe = Frontend::connect(h.server.path());
 			wire::Header hdr{1, wire::kVersion, 0};
-			fe.send_raw(std::span(reinterpret_cast<const uint8_t *>(&hdr), 5), w.fds());
+			testing::send_raw(fe, std::span(reinterpret_cast<const uint8_t *>(&hdr), 5), w.fds());
 		}
 		h.expect_log({"EOF after 5 of 12 header bytes"});
 		w.expect_closed();
@@ -98,7 +98,7 @@ TEST_CASE("1: short header, EOF inside a payload, a message in several reads", "
 			auto d = h.driver();
 			wire::Header hdr{uint32_t(Request::SetVringCall), wire::kVersion, 8};
 			std::vector<uint8_t> part(3, 0);
-			d->frontend().send_raw(encode(hdr, part), w.fds());
+			testing::send_raw(d->frontend(), encode(hdr, part), w.fds());
 		}
 		h.expect_log({"SET_VRING_CALL", "EOF after 3 of 8 payload bytes"});
 		w.expect_closed();
@@ -114,12 +114,12 @@ TEST_CASE("1: short header, EOF inside a payload, a message in several reads", "
 				    body);
 		int fd = d->memory().fd().get();
 		/* Each piece is read by the server before the next is sent. */
-		fe.send_raw(std::span(bytes).first(7), {&fd, 1});
+		testing::send_raw(fe, std::span(bytes).first(7), {&fd, 1});
 		REQUIRE(wait_consumed(fe.socket()));
-		fe.send_raw(std::span(bytes).subspan(7, 20));
+		testing::send_raw(fe, std::span(bytes).subspan(7, 20));
 		REQUIRE(wait_consumed(fe.socket()));
-		fe.send_raw(std::span(bytes).subspan(27));
-		auto reply = fe.receive_reply(Request::SetMemTable, 8);
+		testing::send_raw(fe, std::span(bytes).subspan(27));
+		auto reply = testing::receive_reply(fe, Request::SetMemTable, 8);
 		CHECK(reply == bytes_of(uint64_t{0}));
 		uint64_t offset = device.produced;
 		CHECK(read_pattern(d->queue(0), d->memory(), offset, 100));
@@ -153,7 +153,7 @@ TEST_CASE("2: payload sizes no message of that code can have", "[hostile]")
 			auto d = h.driver();
 			wire::Header hdr{uint32_t(c.code), wire::kVersion | wire::kFlagNeedReply, c.size};
 			std::vector<uint8_t> payload(std::min<uint32_t>(c.size, 64), 0);
-			d->frontend().send_raw(encode(hdr, payload), w.fds());
+			testing::send_raw(d->frontend(), encode(hdr, payload), w.fds());
 			h.expect_closed(d->frontend());
 		}
 		h.expect_log({name, "payload size " + std::to_string(c.size)});
@@ -184,7 +184,7 @@ TEST_CASE("3: version bits, REPLY on a request, reserved flags", "[hostile]")
 		{
 			auto d = h.driver();
 			wire::Header hdr{uint32_t(Request::SetOwner), c.flags, 0};
-			d->frontend().send_raw(encode(hdr, {}), w.fds());
+			testing::send_raw(d->frontend(), encode(hdr, {}), w.fds());
 			h.expect_closed(d->frontend());
 		}
 		h.expect_log({"SET_OWNER", c.text});
@@ -204,7 +204,7 @@ TEST_CASE("4: unknown request codes", "[hostile]")
 			auto d = h.driver();
 			wire::Header hdr{code, wire::kVersion | wire::kFlagNeedReply, 8};
 			std::vector<uint8_t> payload(8, 0);
-			d->frontend().send_raw(encode(hdr, payload), w.fds());
+			testing::send_raw(d->frontend(), encode(hdr, payload), w.fds());
 			h.expect_closed(d->frontend());
 		}
 		h.expect_log({"unknown request code " + std::to_string(code)});
@@ -262,7 +262,7 @@ TEST_CASE("5: too many fds, fds where none belong, wrong fd counts, MSG_CTRUNC",
 		w.expect_closed();
 		/* A message with a reply of its own cannot be refused with an ack: closed. */
 		Watches more(1);
-		d->frontend().send(wire::make_request(Request::GetFeatures, {}), more.fds());
+		testing::send(d->frontend(), wire::make_request(Request::GetFeatures, {}), more.fds());
 		h.expect_closed(d->frontend());
 		h.expect_log({"GET_FEATURES", "carries 1 fds"});
 		more.expect_closed();
@@ -462,11 +462,11 @@ TEST_CASE("7: NEED_REPLY on every message type, with and without REPLY_ACK", "[h
 				default:
 					break; /* no payload */
 				}
-				fe.send(wire::make_request(static_cast<Request>(code), body,
+				testing::send(fe, wire::make_request(static_cast<Request>(code), body,
 							   wire::kFlagNeedReply),
 					fds);
 				try {
-					auto reply = fe.receive(3000);
+					auto reply = testing::receive(fe, 3000);
 					CHECK(reply.header.request == code);
 					CHECK((reply.header.flags & wire::kFlagReply) != 0);
 					/* No second reply is queued behind it. */
@@ -490,7 +490,7 @@ TEST_CASE("7: NEED_REPLY on every message type, with and without REPLY_ACK", "[h
 		int efd = e.fd();
 		auto need = [&](Request code, std::span<const uint8_t> body, std::span<const int> fds = {}) {
 			INFO(wire::request_name(uint32_t(code)));
-			fe.send(wire::make_request(code, body, wire::kFlagNeedReply), fds);
+			testing::send(fe, wire::make_request(code, body, wire::kFlagNeedReply), fds);
 			/* The next message is the reply to the next request. */
 			CHECK(fe.get_features() == features);
 		};
@@ -502,11 +502,11 @@ TEST_CASE("7: NEED_REPLY on every message type, with and without REPLY_ACK", "[h
 		need(Request::SetVringEnable, vring_state(0, 1));
 		need(Request::SetStatus, bytes_of(uint64_t{0x0f}));
 		/* And a message that has its own reply gets just that. */
-		fe.send(wire::make_request(Request::GetQueueNum, {}, wire::kFlagNeedReply));
-		CHECK(fe.receive_reply(Request::GetQueueNum, 8) == bytes_of(uint64_t{1}));
+		testing::send(fe, wire::make_request(Request::GetQueueNum, {}, wire::kFlagNeedReply));
+		CHECK(testing::receive_reply(fe, Request::GetQueueNum, 8) == bytes_of(uint64_t{1}));
 		CHECK(fe.get_features() == features);
 
-		fe.send(wire::make_request(Request::SetVringNum, vring_state(0, 3), wire::kFlagNeedReply));
+		testing::send(fe, wire::make_request(Request::SetVringNum, vring_state(0, 3), wire::kFlagNeedReply));
 		h.expect_closed(fe);
 		h.expect_log({"SET_VRING_NUM", "closing the connection"});
 	}
@@ -807,7 +807,7 @@ TEST_CASE("14: region counts: 0, 9, 2^32-1, past the slots, removing what is not
 		auto d = h.driver();
 		std::vector<wire::MemoryRegion> nine(9, d->memory().region());
 		auto body = mem_table(nine);
-		d->frontend().send(wire::make_request(Request::SetMemTable, body, wire::kFlagNeedReply));
+		testing::send(d->frontend(), wire::make_request(Request::SetMemTable, body, wire::kFlagNeedReply));
 		h.expect_closed(d->frontend());
 		h.expect_log({"SET_MEM_TABLE", "payload size 296"});
 	}
@@ -1004,7 +1004,7 @@ TEST_CASE("26: GET_CONFIG and SET_CONFIG sizes, offsets and flags", "[hostile]")
 		for (const auto &c : cases) {
 			INFO(c.why);
 			auto d = h.driver();
-			d->frontend().send(wire::make_request(Request::GetConfig, c.body));
+			testing::send(d->frontend(), wire::make_request(Request::GetConfig, c.body));
 			h.expect_closed(d->frontend());
 			h.expect_log({"GET_CONFIG", c.why});
 		}

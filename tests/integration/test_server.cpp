@@ -14,7 +14,8 @@
 #include <sys/wait.h>
 
 #include <vhostpp/internal/connection.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
 
 #include "driver_util.h"
 #include "test_server.h"
@@ -72,7 +73,7 @@ class ContextDevice : public PatternDevice
 public:
 	ContextDevice() : PatternDevice(1, 8) {}
 	void attach(DeviceContext &context) override { context_ = &context; }
-	void reset() override { context_ = nullptr; }
+	void detach() override { context_ = nullptr; }
 	DeviceContext *context_ = nullptr;
 };
 

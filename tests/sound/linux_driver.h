@@ -35,7 +35,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
 
 #include "device/virtio_snd.h"
 

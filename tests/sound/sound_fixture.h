@@ -140,9 +140,8 @@ public:
 		path_ = dir_ + "/snd.sock";
 		backend_ = make(io_, dir_);
 		device_ = std::make_unique<SoundDevice>(*backend_, silence_, options);
+		/* As main() does; the server detaches the device when the front-end leaves. */
 		server_ = std::make_unique<vhostpp::Server>(io_, *device_);
-		/* As main() does: the device learns when the front-end left. */
-		server_->on_disconnect([this] { device_->detach(); });
 		server_->listen(path_);
 		thread_ = std::thread([this] { io_.run(); });
 	}

@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 
 #include "cli.h"
 #include "control/runtime_paths.h"

@@ -35,7 +35,7 @@
 #include <sstream>
 #include <thread>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 
 #include "audio/file/wav.h"
 #include "daemon_process.h"

@@ -19,7 +19,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
 
 #include "ci_require.h"
 #include "daemon_process.h"

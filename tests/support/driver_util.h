@@ -13,7 +13,8 @@
 #include <string>
 #include <vector>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
 
 namespace vhostpp::test {
 

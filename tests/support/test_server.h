@@ -98,6 +98,13 @@ public:
 		held_.clear();
 		held_count_ = 0;
 	}
+	void attach(DeviceContext &) override { attaches++; }
+	void detach() override
+	{
+		detaches++;
+		held_.clear();
+		held_count_ = 0;
+	}
 
 	/** \brief Keep popped chains instead of completing them (loop thread only). */
 	void hold(bool on) { hold_ = on; }
@@ -123,6 +130,8 @@ public:
 	std::atomic<uint64_t> started{0};
 	std::atomic<uint64_t> stopped{0};
 	std::atomic<uint64_t> resets{0};
+	std::atomic<uint64_t> attaches{0};
+	std::atomic<uint64_t> detaches{0};
 	std::atomic<uint64_t> negotiated{0};
 	std::atomic<uint64_t> config_writes{0};
 	std::atomic<uint32_t> last_config_write_offset{0};
@@ -190,8 +199,8 @@ private:
 class TestServer
 {
 public:
-	explicit TestServer(Device &device)
-		: work_(boost::asio::make_work_guard(io_)), server_(io_, device),
+	explicit TestServer(Device &device, ServerOptions options = {})
+		: work_(boost::asio::make_work_guard(io_)), server_(io_, device, options),
 		  path_(dir_.path() + "/vhost.sock")
 	{
 		LogCapture::get(); /* before the loop thread can log */
@@ -215,6 +224,8 @@ public:
 
 	const std::string &path() const { return path_; }
 	boost::asio::io_context &io() { return io_; }
+	/** \brief The server itself: touch it only inside run(). */
+	Server &server() { return server_; }
 
 	/** \brief Run \a f on the loop's thread and return its result (exceptions too). */
 	template<typename F>
@@ -226,7 +237,7 @@ public:
 		return result.get();
 	}
 
-	/** \brief Front-end connections that ended (device reset, resources released). */
+	/** \brief Front-end connections that ended (device detached, resources released). */
 	uint64_t disconnects()
 	{
 		std::lock_guard lock(mutex_);

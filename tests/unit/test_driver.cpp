@@ -12,7 +12,9 @@
 #include <thread>
 
 #include <vhostpp/internal/connection.h>
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
+#include <vhostpp/frontend/testing.h>
 
 #include "fd_util.h"
 
@@ -95,7 +97,7 @@ TEST_CASE("DriverQueue builds chains from its free list", "[driver]")
 	CHECK(q.avail_idx() == 1);
 
 	/* Walk the chain as a device would. */
-	auto *t = q.descriptor_table();
+	auto *t = testing::descriptor_table(q);
 	uint16_t i = head;
 	CHECK(t[i].addr == buf);
 	CHECK(t[i].flags == DriverQueue::kDescNext);
@@ -168,18 +170,18 @@ TEST_CASE("DriverQueue: indirect chains and raw access", "[driver]")
 	uint64_t buf = m.allocate(64);
 	DriverBuffer bufs[] = {{buf, 8, false}, {buf + 8, 8, true}};
 	uint16_t head = q.add_indirect(bufs);
-	auto d = q.descriptor_table()[head];
+	auto d = testing::descriptor_table(q)[head];
 	CHECK(d.flags == DriverQueue::kDescIndirect);
 	CHECK(d.len == 32);
-	auto *table = reinterpret_cast<DriverQueue::RawDesc *>(m.at(d.addr, 32).data());
+	auto *table = reinterpret_cast<testing::RawDesc *>(m.at(d.addr, 32).data());
 	CHECK(table[0].flags == DriverQueue::kDescNext);
 	CHECK(table[0].next == 1);
 	CHECK(table[1].flags == DriverQueue::kDescWrite);
 	CHECK(q.free_descriptors() == 3);
 
-	q.publish_raw(3);
+	testing::publish_raw(q, 3);
 	CHECK(q.avail_idx() == 2);
-	q.set_avail_idx(7);
+	testing::set_avail_idx(q, 7);
 	CHECK(q.avail_idx() == 7);
 	uint16_t idx;
 	std::memcpy(&idx, m.at(q.avail_gpa() + 2, 2).data(), 2);

@@ -11,7 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <vhostpp/frontend.h>
+#include <vhostpp/frontend/device_driver.h>
+#include <vhostpp/internal/wire.h>
 #include <vhostpp/internal/memory.h>
 
 #include "fd_util.h"

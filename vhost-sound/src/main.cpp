@@ -117,8 +117,8 @@ int main(int argc, char *argv[])
 		}
 	}
 
+	/* The server calls device.detach() when a front-end leaves. */
 	vhostpp::Server server(io, device);
-	server.on_disconnect([&device] { device.detach(); });
 	try {
 		if (inherited.vhost_user) {
 			server.listen_fd(std::move(inherited.vhost_user));

@@ -5,11 +5,35 @@
  *
  * The library handles the vhost-user protocol, guest memory and the rings;
  * a device says which features, queues and config space it has and
- * reacts when queues start, are kicked and stop. All callbacks run on the
- * event loop's thread.
+ * reacts when queues start, are kicked and stop.
+ *
+ * Threads: every callback runs on the thread that runs the io_context the
+ * Server was given (the loop thread), one at a time; the library starts no
+ * thread. A device that needs one (a blocking audio API, a disk) posts work
+ * to its own threads and back to the loop with boost::asio::post(
+ * context.io(), ...); Virtqueue and DeviceContext are used on the loop
+ * thread only. Per-queue worker threads are left out on purpose: one loop
+ * thread keeps the ring state, the memory table and the protocol state
+ * machine free of locks, and a device that wants parallelism knows better
+ * than the library where it pays.
+ *
+ * Which front-end message leads to which callback (QEMU 10):
+ *
+ * | front-end does                                | device sees               |
+ * |-----------------------------------------------|---------------------------|
+ * | connects                                      | attach()                  |
+ * | SET_FEATURES                                  | features_negotiated()     |
+ * | SET_VRING_NUM/BASE/ADDR/KICK/CALL, ENABLE 1   | queue_started(), then one queue_kicked() |
+ * | a kick (the guest made buffers available)     | queue_kicked()            |
+ * | QMP `stop`: SET_VRING_ENABLE 0 + GET_VRING_BASE per queue | queue_stopped() (not a reset) |
+ * | QMP `cont`: SET_FEATURES, GET_STATUS, per queue NUM/BASE/ADDR/KICK/CALL/ENABLE 1 | queue_started() |
+ * | SET_VRING_ADDR on a live ring                 | queue_stopped(), queue_started() |
+ * | guest driver reset: SET_STATUS 0; RESET_OWNER, RESET_DEVICE | queue_stopped() per active queue, reset() |
+ * | QEMU quits or the connection breaks           | queue_stopped() per active queue, detach() |
  */
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <span>
 
@@ -25,10 +49,21 @@ class DeviceContext
 public:
 	virtual ~DeviceContext() = default;
 	/** \brief Tell the front-end the config space changed (CONFIG_CHANGE_MSG on the
-	 *  back-end channel); false when no back-end channel was set up. */
+	 *  back-end channel, queued: the loop never waits for the front-end); false
+	 *  when no back-end channel was set up. */
 	virtual bool notify_config_change() = 0;
 	/** \brief Virtio features negotiated by the driver (0 before SET_FEATURES). */
 	virtual uint64_t negotiated_features() const = 0;
+	/** \brief The event loop every callback runs on: post work back to it from
+	 *  the device's own threads, start timers on it. */
+	virtual boost::asio::io_context &io() = 0;
+	/**
+	 * \brief The device hit an error it cannot recover from without a reset:
+	 * set VIRTIO_CONFIG_S_NEEDS_RESET (0x40) in the status GET_STATUS returns
+	 * and, when the back-end channel exists, send CONFIG_CHANGE_MSG so the
+	 * driver looks. The bit clears with the reset (reset()).
+	 */
+	virtual void set_needs_reset() = 0;
 };
 
 /**
@@ -91,8 +126,16 @@ public:
 		return false;
 	}
 
-	/** \brief A front-end connected (\a context valid until reset()). */
+	/** \brief A front-end connected; \a context stays valid until detach(). */
 	virtual void attach(DeviceContext &context) { (void)context; }
+	/**
+	 * \brief The front-end's connection ended (it quit, crashed, or broke the
+	 * protocol); every active queue got queue_stopped() first. Release what
+	 * belongs to that connection: the DeviceContext, chains, and whatever the
+	 * device keeps per guest. Not a reset: a reconnecting front-end (QEMU's
+	 * `reconnect=`) may resume the rings where they were.
+	 */
+	virtual void detach() {}
 	/** \brief The driver accepted \a features (all bits, transport ones included). */
 	virtual void features_negotiated(uint64_t features) { (void)features; }
 
@@ -100,8 +143,9 @@ public:
 	virtual void queue_kicked(Virtqueue &queue) = 0;
 	virtual void queue_stopped(Virtqueue &queue) { (void)queue; }
 
-	/** \brief Back to the initial state: RESET_OWNER, RESET_DEVICE, SET_STATUS 0 or
-	 *  disconnect. Every queue has been stopped before this is called. */
+	/** \brief A device reset, back to the initial state: RESET_OWNER, RESET_DEVICE
+	 *  or SET_STATUS 0 (not a disconnect: that is detach()). Every queue has
+	 *  been stopped before this is called; the front-end stays attached. */
 	virtual void reset() {}
 };
 

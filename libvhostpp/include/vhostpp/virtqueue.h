@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "vhostpp/fd.h"
@@ -30,6 +31,8 @@ struct VringAddr;
 }
 
 class Virtqueue;
+class Session;
+struct VirtqueueSetup;
 
 /**
  * \brief One available descriptor chain, split into the buffers the device
@@ -38,10 +41,19 @@ class Virtqueue;
  * The chain keeps the guest memory table it was translated with alive.
  * Offsets in read()/write() run across segment boundaries, so a header
  * split over several descriptors reads like a contiguous one.
+ *
+ * Move-only: a chain stands for one head the driver handed over, which
+ * must be pushed back exactly once; a copy would make a second push (or a
+ * use after the first) easy to write by accident.
  */
 class DescriptorChain
 {
 public:
+	DescriptorChain(DescriptorChain &&) noexcept = default;
+	DescriptorChain &operator=(DescriptorChain &&) noexcept = default;
+	DescriptorChain(const DescriptorChain &) = delete;
+	DescriptorChain &operator=(const DescriptorChain &) = delete;
+
 	/** \brief The head descriptor index, which identifies the chain in the used ring. */
 	uint16_t head() const { return head_; }
 	/** \brief The queue the chain was popped from. */
@@ -59,8 +71,10 @@ public:
 	/** \brief Set \a len writable bytes at \a offset to \a value; returns the count set. */
 	size_t fill(size_t offset, uint8_t value, size_t len) const;
 
-	/** \brief A copy of a T read at \a offset, or nothing if the readable part is too short. */
+	/** \brief A copy of a T read at \a offset, or nothing if the readable part is too short.
+	 *  Only for trivially copyable types: the bytes come from the guest as they are. */
 	template<typename T>
+		requires std::is_trivially_copyable_v<T>
 	std::optional<T> read_object(size_t offset = 0) const
 	{
 		T value;
@@ -68,8 +82,10 @@ public:
 			return std::nullopt;
 		return value;
 	}
-	/** \brief Write \a value at \a offset of the writable part; false if it does not fit. */
+	/** \brief Write \a value at \a offset of the writable part; false if it does not fit.
+	 *  Only for trivially copyable types: the guest gets the object's bytes. */
 	template<typename T>
+		requires std::is_trivially_copyable_v<T>
 	bool write_object(size_t offset, const T &value) const
 	{
 		return write(offset, {reinterpret_cast<const uint8_t *>(&value), sizeof(T)}) ==
@@ -99,13 +115,6 @@ private:
 class Virtqueue
 {
 public:
-	/** \brief Negotiated ring features, as they matter to one queue. */
-	struct Features {
-		bool event_idx = false;
-		bool indirect = false;
-		bool notify_on_empty = false;
-	};
-
 	Virtqueue(uint16_t index, uint16_t max_size);
 	Virtqueue(const Virtqueue &) = delete;
 	Virtqueue &operator=(const Virtqueue &) = delete;
@@ -148,36 +157,53 @@ public:
 	/** \brief True once the driver broke the ring beyond recovery (until it is set up again). */
 	bool broken() const { return broken_; }
 
-	/* ---- ring set-up, driven by the vhost-user session ---- */
-
-	/** \brief SET_VRING_NUM; throws a protocol error for a bad size. */
-	void set_size(uint32_t num);
-	/** \brief SET_VRING_ADDR; translates and checks alignment and bounds. */
-	void set_addresses(const wire::VringAddr &addr, std::shared_ptr<const GuestMemory> memory);
-	/** \brief Translate the stored addresses again against a new memory table. */
-	void remap(std::shared_ptr<const GuestMemory> memory);
-	/** \brief SET_VRING_BASE. */
-	void set_base(uint32_t base);
-	/**
-	 * \brief Give back the chains still in flight, for a device that completes in
-	 * order: they are the last ones popped, so the next start pops them again.
-	 */
-	void rewind_in_flight();
 	/** \brief The next avail index the device would read (GET_VRING_BASE's answer). */
 	uint16_t base() const { return last_avail_; }
-	void set_features(Features features) { features_ = features; }
-	void set_call(EventFd call) { call_ = std::move(call); }
-	void set_err(EventFd err) { err_ = std::move(err); }
 	/** \brief True while the rings are translated into the current memory table. */
 	bool addresses_set() const { return desc_ != nullptr; }
 	/** \brief Ready to be started: size and addresses known. */
 	bool ready() const { return size_ != 0 && addresses_set(); }
-	/** \brief New chains popped before this belong to an old start of the ring. */
-	void new_generation();
-	/** \brief Forget everything (reset / disconnect). */
-	void reset();
 
 private:
+	/*
+	 * Ring set-up, driven by the vhost-user session only: a device that
+	 * resized, moved or rewound a ring behind the session's back would
+	 * desynchronise it from the front-end. Unit tests and fuzzers reach
+	 * these through vhostpp/internal/virtqueue_setup.h (not installed).
+	 */
+	friend class Session;
+	friend struct VirtqueueSetup;
+
+	/* Negotiated ring features, as they matter to one queue. */
+	struct Features {
+		bool event_idx = false;
+		bool indirect = false;
+		bool notify_on_empty = false;
+	};
+
+	/* SET_VRING_NUM; throws a protocol error for a bad size. */
+	void set_size(uint32_t num);
+	/* SET_VRING_ADDR; translates and checks alignment and bounds. */
+	void set_addresses(const wire::VringAddr &addr, std::shared_ptr<const GuestMemory> memory);
+	/* Translate the stored addresses again against a new memory table. */
+	void remap(std::shared_ptr<const GuestMemory> memory);
+	/* SET_VRING_BASE. */
+	void set_base(uint32_t base);
+	/*
+	 * Give back the chains still in flight, for a device that completes in
+	 * order: the next start pops them again. The base goes back to the avail
+	 * position the oldest of them was popped from, not by their count, so
+	 * refused entries popped in between do not shift it.
+	 */
+	void rewind_in_flight();
+	void set_features(Features features) { features_ = features; }
+	void set_call(EventFd call) { call_ = std::move(call); }
+	void set_err(EventFd err) { err_ = std::move(err); }
+	/* New chains popped before this belong to an old start of the ring. */
+	void new_generation();
+	/* Forget everything (reset / disconnect). */
+	void reset();
+
 	struct Desc {
 		uint64_t addr;
 		uint32_t len;
@@ -222,6 +248,7 @@ private:
 	bool pushed_since_notify_ = false;
 	uint64_t generation_ = 1;
 	std::vector<uint8_t> popped_; /* per head: 1 while in flight */
+	std::vector<uint16_t> popped_at_; /* per head: the avail position it was popped from */
 
 	EventFd call_;
 	EventFd err_;

@@ -133,6 +133,9 @@ void SoundDevice::features_negotiated(uint64_t features)
 
 void SoundDevice::detach()
 {
+	/* The library no longer resets a device on disconnect; the daemon still
+	 * must: a guest that left holds no host stream open. */
+	reset();
 	if (!guest_connected_)
 		return;
 	guest_connected_ = false;

@@ -132,13 +132,16 @@ public:
 	void queue_started(vhostpp::Virtqueue &queue) override;
 	void queue_kicked(vhostpp::Virtqueue &queue) override;
 	void queue_stopped(vhostpp::Virtqueue &queue) override;
+	/** \brief A device reset (SET_STATUS 0, RESET_DEVICE, RESET_OWNER): streams
+	 *  released, jacks and controls back to their defaults. */
 	void reset() override;
 	/** \brief A front-end connected: the guest counts as connected until detach(). */
 	void attach(vhostpp::DeviceContext &context) override;
 	void features_negotiated(uint64_t features) override;
-
-	/** \brief The front-end left (the server's on_disconnect; after reset()). */
-	void detach();
+	/** \brief The front-end left: everything reset() releases (host streams
+	 *  close at once, a new guest starts from the defaults), and the guest no
+	 *  longer counts as connected. */
+	void detach() override;
 
 	/* ---- host side (control socket), on the loop's thread ---- */
 

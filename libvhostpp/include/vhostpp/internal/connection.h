@@ -30,6 +30,17 @@ namespace vhostpp {
 void send_bytes(int socket, std::span<const uint8_t> bytes, std::span<const int> fds = {},
 		int timeout_ms = 5000);
 
+/**
+ * \brief One non-blocking sendmsg() of \a bytes, \a fds attached (pass none
+ * after the first byte went out).
+ * \return the bytes the socket took, 0 when it is full
+ * \throws std::system_error on a socket error
+ */
+size_t send_some(int socket, std::span<const uint8_t> bytes, std::span<const int> fds = {});
+
+/** \brief A message's header and payload as one byte string. */
+std::vector<uint8_t> message_bytes(const wire::Message &msg);
+
 /** \brief Send a whole message (header, payload, fds). \throws std::system_error */
 void send_message(int socket, const wire::Message &msg, int timeout_ms = 5000);
 

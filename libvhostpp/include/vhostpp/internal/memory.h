@@ -86,6 +86,14 @@ public:
 
 	/** \brief Host bytes for guest-physical [gpa, gpa+len); empty span if not mapped. */
 	std::span<uint8_t> gpa_to_host(uint64_t gpa, uint64_t len) const;
+	/**
+	 * \brief Host bytes from guest-physical \a gpa up to \a len bytes or the end
+	 * of the region holding \a gpa, whichever comes first; empty if \a gpa is
+	 * not mapped. A buffer crossing from one region into an adjacent one
+	 * (QEMU splits guest RAM around holes and hot-plugged DIMMs) is
+	 * translated piece by piece with this.
+	 */
+	std::span<uint8_t> gpa_to_host_prefix(uint64_t gpa, uint64_t len) const;
 	/** \brief Host bytes for front-end virtual [uva, uva+len); empty span if not mapped. */
 	std::span<uint8_t> uva_to_host(uint64_t uva, uint64_t len) const;
 

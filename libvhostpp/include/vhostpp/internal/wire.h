@@ -97,6 +97,8 @@ constexpr size_t kMaxMemTableRegions = 8;
 constexpr uint64_t kMaxMemSlots = 32;
 /** \brief Largest config space the protocol can move. */
 constexpr uint32_t kMaxConfigSize = 256;
+/** \brief VIRTIO_CONFIG_S_NEEDS_RESET in the device status (virtio 2.1). */
+constexpr uint8_t kStatusNeedsReset = 0x40;
 
 /** \brief Vring fd messages: ring index bits and the "no fd" bit of their u64. */
 constexpr uint64_t kVringIndexMask = 0xff;

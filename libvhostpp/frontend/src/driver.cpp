@@ -7,7 +7,8 @@
  * with release ordering; used entries are read only after an acquire load
  * of used->idx shows them.
  */
-#include "vhostpp/frontend.h"
+#include "vhostpp/frontend/driver_memory.h"
+#include "vhostpp/frontend/driver_queue.h"
 
 #include <atomic>
 #include <cerrno>
@@ -17,6 +18,8 @@
 #include <sys/mman.h>
 #include <system_error>
 #include <unistd.h>
+
+#include "vhostpp/internal/wire.h"
 
 namespace vhostpp {
 
