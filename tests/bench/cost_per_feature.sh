@@ -17,10 +17,18 @@
 # silence in the ring in place of the guest's samples; PipeWire's node is
 # inactive and the null clock paces instead).
 #
-# Usage: tests/bench/cost_per_feature.sh [snd-load options, e.g. --seconds 5]
-# (default 20 s per row) from the source tree with the build in ./build,
-# or with SND_LOAD, VHOST_SOUND and VHOSTCTL naming the programs. Without
-# PipeWire installed its rows are left out.
+# With PEER naming another vhost-user sound daemon that takes
+# `--backend pipewire --socket PATH` (rust-vmm's vhost-device-sound), its
+# PipeWire row is measured the same way in the same run (output on only:
+# it has no control socket). No null row for it (its null back-end does
+# not pace) and no ALSA row (its ALSA back-end uses mmap access, which
+# alsa-lib's `file` over `null` refuses: snd_pcm_mmap_begin fails with
+# EBADFD, even behind `plug`).
+#
+# Usage: [PEER=path] tests/bench/cost_per_feature.sh [snd-load options,
+# e.g. --seconds 5] (default 20 s per row) from the source tree with the
+# build in ./build, or with SND_LOAD, VHOST_SOUND and VHOSTCTL naming the
+# programs. Without PipeWire installed its rows are left out.
 set -u
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 . "$here/private_pipewire.sh"
@@ -56,10 +64,16 @@ set -- "$@" --seconds 20 \
 	--label "file output off" --setup "$off" --daemon "$file" \
 	--label "alsa file>null output on" --daemon "$alsa" \
 	--label "alsa file>null output off" --setup "$off" --daemon "$alsa"
+peer=${PEER:-}
 if pw_available && pw_start "$dir/pw"; then
 	set -- "$@" --also-pid "$PW_PID" --also-pid "$WP_PID" \
 		--label "pipewire output on" --daemon "$pw" \
 		--label "pipewire output off" --setup "$off" --daemon "$pw"
+	if [ -n "$peer" ]; then
+		# The peer cannot pin a target: WirePlumber gives it the default
+		# sink, which is test-sink.
+		set -- "$@" --label "peer pipewire" --daemon "$peer --backend pipewire --socket {socket}"
+	fi
 else
 	echo "cost_per_feature: no PipeWire rows (not installed or did not start)"
 fi
