@@ -383,6 +383,20 @@ TEST_CASE("node properties are what a desktop user expects; --pipewire-target pi
 	}
 	/* PREPARE connects the stream inactive: nothing runs before START. */
 	CHECK(output[0]["info"].value("state", "") != "running");
+
+	/* STATUS names the same nodes, by the ids pw-dump shows. */
+	const std::string status = daemon.ask("STATUS");
+	REQUIRE(status.rfind("OK {", 0) == 0);
+	const auto details = nlohmann::json::parse(status.substr(3))["backend"]["details"];
+	INFO(details.dump());
+	CHECK(details["remote"] == "pipewire-0");
+	CHECK(details["connection"] == "connected");
+	CHECK(details.value("target", "") == (pinned ? "test-sink-2" : ""));
+	CHECK(details["output.node_name"] == "vhost-sound.output.testvm");
+	CHECK(details["input.node_name"] == "vhost-sound.input.testvm");
+	CHECK(details["output.node_id"] == std::to_string(output[0]["id"].get<int>()));
+	CHECK(details["input.node_id"] == std::to_string(input[0]["id"].get<int>()));
+	CHECK(details["output.stream_state"] == "paused");
 	INFO(daemon.stop());
 }
 
@@ -499,12 +513,24 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 	/* Three seconds without PipeWire, then it is back; nobody touches the
 	 * guest. Longer than the lateness allowed below, so a guest that stalled
 	 * with PipeWire fails that bound on any machine. */
+	auto details = [&] {
+		const std::string status = daemon.ask("STATUS");
+		REQUIRE(status.rfind("OK {", 0) == 0);
+		return nlohmann::json::parse(status.substr(3))["backend"]["details"];
+	};
+	/* STATUS says so while PipeWire is away: no node to name. */
+	PipeWireSession::wait_until("STATUS to report the connection lost", 10s,
+				    [&] { return details()["connection"] != "connected"; });
+	const auto away = details();
 	PipeWireSession::wait_until("3 s without PipeWire", 10s, [&] { return Clock::now() > t_kill + 3s; });
 	const bool alive_meanwhile = daemon.process->pid() > 0 && !daemon.process->wait(0);
 	pw.start();
 	PipeWireSession::wait_until("the output node back and linked", 20s,
 				    [&] { return PipeWireSession::linked(pw.dump(), node, "test-sink"); });
 	const double back_after = std::chrono::duration<double>(Clock::now() - t_kill).count();
+	/* Back: the new node's id, as the new daemon numbers it. */
+	const auto back = details();
+	const auto nodes_back = PipeWireSession::nodes(pw.dump(), node);
 	MonitorRecorder after(pw, "s16", "rec-after");
 	after.wait_for([](const Wav &w) { return decode(w.data, false).numbers.size() >= 48000 / 2; });
 	const PcmRun run = play.get();
@@ -513,6 +539,13 @@ TEST_CASE("PipeWire killed mid-stream: the guest keeps its pace, audio comes bac
 
 	CHECK(alive_meanwhile);
 	CHECK_FALSE(first.numbers.empty());
+	INFO("STATUS while away: " << away.dump() << "; back: " << back.dump());
+	CHECK(away["connection"].get<std::string>().rfind("disconnected", 0) == 0);
+	CHECK_FALSE(away.contains("output.node_id"));
+	CHECK(away["output.node_name"] == node);
+	CHECK(back["connection"] == "connected");
+	REQUIRE(nodes_back.size() == 1);
+	CHECK(back["output.node_id"] == std::to_string(nodes_back[0]["id"].get<int>()));
 	/* The guest never saw an error and kept real time: never early, and
 	 * late by at most a generous two seconds on a loaded machine. */
 	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));

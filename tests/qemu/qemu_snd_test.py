@@ -75,9 +75,12 @@ def snd_device_args(sock, controls=False, hotplug=False):
     return args
 
 
-def snd_device_add():
+def snd_device_add(controls=False):
     """QMP device_add of the reconnect recipe."""
-    return {"driver": "vhost-user-snd-pci", "chardev": "snd", "id": "snd0"}
+    args = {"driver": "vhost-user-snd-pci", "chardev": "snd", "id": "snd0"}
+    if controls:
+        args["controls"] = True
+    return args
 
 
 def readme_cmdlines():
@@ -577,7 +580,7 @@ class Guest:
         if hotplug:
             wait_for(self.chardev_connected, now() + 20, "the snd chardev to connect",
                      [self.proc])
-            r = self.qmp.cmd("device_add", **snd_device_add())
+            r = self.qmp.cmd("device_add", **snd_device_add(controls))
             if "error" in r:
                 raise TestFailure(f"device_add vhost-user-snd-pci failed: {r['error']}")
             r = self.qmp.cmd("cont")
@@ -725,6 +728,7 @@ class Run:
         self.procs, self.qmps, self.timings, self.failures = [], [], [], []
         self.sockdir = None
         self.expected_abort = set()
+        self.killed = set()     # daemons SIGKILLed on purpose: no SIGTERM exit to check
 
     def setup(self):
         a = self.a
@@ -1107,23 +1111,40 @@ class Run:
                                   f"{r.out[-6:]}")
             self.play(g, "boot2")
             g.quit()
-        with Case(self, "8 mixer: amixer, volume 50 % halves the samples, host mic", fatal=False):
-            self.case_mixer()
 
-    def case_mixer(self):
-        """The mixer controls in a real guest.  A daemon of its own (its
-        sockets, its output file): one that offers VIRTIO_SND_F_CTLS cannot
-        serve a QEMU without controls=on, which boot 1 is."""
+    def boot4(self):
+        """The mixer controls in a real guest, then a restart of the daemon
+        while that guest is idle.  A daemon of its own (its sockets, its
+        output file): one that offers VIRTIO_SND_F_CTLS cannot serve a QEMU
+        without controls=on, which boot 1 is.  The guest comes by the
+        reconnect recipe (controls=on in device_add), so that QEMU
+        reconnects when the daemon is restarted."""
         saved = self.sock, self.ctl
         self.sock = os.path.join(self.sockdir, "snd-mixer.sock")
         self.ctl = os.path.join(self.sockdir, "ctl-mixer.sock")
-        out = os.path.join(self.rundir, "mixer-out.wav")
         g = None
         try:
-            d = Daemon(self, 3, ["--backend", "file", "--output-file", out,
-                                 "--input-file", self.input_wav, "--controls"])
-            g = Guest(self, 4, controls=True)
-            g.wait_ready()
+            with Case(self, "boot 4 (controls=on, reconnect recipe)"):
+                self.mixer_args = ["--backend", "file", "--output-file",
+                                   os.path.join(self.rundir, "mixer-out.wav"),
+                                   "--input-file", self.input_wav, "--controls"]
+                d = Daemon(self, 3, self.mixer_args)
+                g = Guest(self, 4, controls=True, hotplug=True, no_core=True)
+                g.wait_ready()
+            with Case(self, "8 mixer: amixer, volume 50 % halves the samples, host mic",
+                      fatal=False):
+                self.case_mixer(g, d)
+            with Case(self, "7 restart while idle: QEMU 10 aborts"):
+                self.case_restart_idle(g, d)
+        finally:
+            self.sock, self.ctl = saved
+            if g and g.proc.alive():    # failed half way: boot 3 should not share the CPU
+                g.proc.kill(signal.SIGTERM)
+                g.proc.wait(10)
+
+    def case_mixer(self, g, d):
+        out = self.mixer_args[self.mixer_args.index("--output-file") + 1]
+        if True:
             r = g.sh("amixer -c 0 contents")
             text = "\n".join(r.out)
             log("amixer -c 0 contents:\n    " + "\n    ".join(r.out))
@@ -1179,12 +1200,60 @@ class Run:
                 raise TestFailure(f"VOLUME output 40% answered {r!r}; the guest reads {g2.out}")
             log("host microphone in the guest's amixer: off, on after SET input on, off after "
                 "SET input off; VOLUME output 40% reads 40 in the guest")
-            g.quit()
-        finally:
-            self.sock, self.ctl = saved
-            if g and g.proc.alive():    # failed half way: boot 3 should not share the CPU
-                g.proc.kill(signal.SIGTERM)
-                g.proc.wait(10)
+
+    def case_restart_idle(self, g, d1):
+        """Case 7 with the guest idle, its driver loaded and no stream
+        running: the SIGKILLed daemon's successor gets QEMU's reconnect and
+        QEMU 10.0 aborts all the same (vub_connect() restarts a vhost device
+        that vub_disconnect() cleaned up)."""
+        r = g.sh("lsmod | grep -c '^virtio_snd' ; cat /proc/asound/cards")
+        if not r.out or r.out[0].strip() != "1":
+            raise TestFailure(f"the guest's virtio_snd is not loaded: {r.out}")
+        busy = [s for s in d1.status() if s.get("state") in ("running", "prepared")]
+        if busy:
+            raise TestFailure(f"the guest is not idle: streams {busy}")
+        self.kill_and_restart(g, d1, 4, self.mixer_args, "while the guest is idle")
+
+    def kill_and_restart(self, g, d1, n, args, when):
+        """SIGKILL d1 under QEMU g, start daemon n with `args` on the same
+        sockets; QEMU must reconnect to it and abort the QEMU 10.0 way, and
+        the new daemon must serve on with nothing leaked."""
+        qlog_pos = len(g.proc.text())
+        d1.proc.kill(signal.SIGKILL)
+        d1.proc.wait(10)
+        self.killed.add(d1.proc)
+        log(f"SIGKILLed {d1.name} {when}")
+        wait_for(lambda: not g.chardev_connected(), now() + 15, "QEMU to see the disconnect",
+                 [g.proc])
+        d2 = Daemon(self, n, args)
+        # the fd baseline: d1 before any QEMU (QEMU reconnects to d2 within
+        # reconnect-ms=500, too soon for a sample of its own)
+        base = d1.fds_at_start
+        assertion = expect_vhost_ops_abort(g.proc, qlog_pos, self.qemu_version)
+        self.expected_abort.add(g.proc)
+        conns = d2.proc.text().count("front-end connected")
+        if conns < 1:
+            raise TestFailure(f"{d2.name} never saw QEMU reconnect before the abort")
+        log(f"QEMU aborted as QEMU 10.0 does: {assertion}; {d2.name} had accepted "
+            f"{conns} connection(s)")
+        # the daemon's side: alive, serving, nothing leaked
+        if not d2.proc.alive():
+            raise TestFailure(f"{d2.name} died: {describe_rc(d2.proc.rc())}")
+        idle = wait_for(lambda: (lambda p: p if p and p[1] == 0 else None)(
+            unix_socket_peers(self.sock, d2.proc.pid)), now() + 10,
+            f"{d2.name} to drop the dead connection", [d2.proc])
+        after = d2.fds()
+        if after != base:
+            raise TestFailure(f"{d2.name} fds before QEMU's reconnect {base}, after its "
+                              f"abort {after}")
+        feats = vhost_user_get_features(self.sock)
+        if not d2.ctl_ok():
+            raise TestFailure(f"{d2.name}: control socket does not answer QUERY")
+        after2 = wait_for(lambda: (lambda f: f if f == base else None)(d2.fds()),
+                          now() + 5, f"{d2.name} to close the probe connection", [d2.proc])
+        log(f"{d2.name}: alive, after the abort it holds the {len(after2)} fds {d1.name} held "
+            f"before any QEMU ({idle[0]} listening socket(s) on the vhost-user path, no "
+            f"connection), answers GET_FEATURES ({feats:#x}) and QUERY")
 
     def case_cmdline_reconnect(self):
         """Why the recipe: -device on the command line with a reconnect-ms
@@ -1219,48 +1288,12 @@ class Run:
 
     def case_restart(self, g, d1):
         p = self.plays["boot3-killed"]
-        i = g.send(p.cmd())
+        g.send(p.cmd())
         wait_for(lambda: any(s.get("stream") == "0" and s.get("state") == "running"
                              for s in d1.status()), now() + 20,
                  "the output stream to run", [g.proc, d1.proc])
-        time.sleep(0.5)
-        qlog_pos = len(g.proc.text())
-        d1.proc.kill(signal.SIGKILL)
-        d1.proc.wait(10)
-        self.killed = d1.proc
-        log(f"SIGKILLed {d1.name} in the middle of an aplay")
-        wait_for(lambda: not g.chardev_connected(), now() + 15, "QEMU to see the disconnect",
-                 [g.proc])
-        d2 = Daemon(self, 2, self.daemon_args)
-        self.d2 = d2
-        # the fd baseline: daemon#1 before any QEMU (QEMU reconnects to
-        # daemon#2 within reconnect-ms=500, too soon for a sample of its own)
-        base = d1.fds_at_start
-        assertion = expect_vhost_ops_abort(g.proc, qlog_pos, self.qemu_version)
-        self.expected_abort.add(g.proc)
-        conns = d2.proc.text().count("front-end connected")
-        if conns < 1:
-            raise TestFailure(f"{d2.name} never saw QEMU reconnect before the abort")
-        log(f"QEMU aborted as QEMU 10.0 does: {assertion}; {d2.name} had accepted "
-            f"{conns} connection(s)")
-        # the daemon's side: alive, serving, nothing leaked
-        if not d2.proc.alive():
-            raise TestFailure(f"{d2.name} died: {describe_rc(d2.proc.rc())}")
-        idle = wait_for(lambda: (lambda p: p if p and p[1] == 0 else None)(
-            unix_socket_peers(self.sock, d2.proc.pid)), now() + 10,
-            f"{d2.name} to drop the dead connection", [d2.proc])
-        after = d2.fds()
-        if after != base:
-            raise TestFailure(f"{d2.name} fds before QEMU's reconnect {base}, after its "
-                              f"abort {after}")
-        feats = vhost_user_get_features(self.sock)
-        if not d2.ctl_ok():
-            raise TestFailure(f"{d2.name}: control socket does not answer QUERY")
-        after2 = wait_for(lambda: (lambda f: f if f == base else None)(d2.fds()),
-                          now() + 5, f"{d2.name} to close the probe connection", [d2.proc])
-        log(f"{d2.name}: alive, after the abort it holds the {len(after2)} fds daemon#1 held "
-            f"before any QEMU ({idle[0]} listening socket(s) on the vhost-user path, no "
-            f"connection), answers GET_FEATURES ({feats:#x}) and QUERY")
+        time.sleep(0.5)     # into the play: the kill lands mid-aplay, not at its start
+        self.kill_and_restart(g, d1, 2, self.daemon_args, "in the middle of an aplay")
 
     def check_output(self):
         res, files, failures = check_output_files(self.output_wav, self.played)
@@ -1304,6 +1337,7 @@ class Run:
         self.d1 = d
         self.boot1(d)
         self.boot2(d)
+        self.boot4()
         self.boot3(d)
         if self.failures:
             raise TestFailure(" | ".join(self.failures))
@@ -1321,7 +1355,7 @@ class Run:
             if p.name.startswith("qemu") and crashed(p.rc()) and p not in self.expected_abort:
                 problems.append(f"{p.name} crashed: {describe_rc(p.rc())}")
         for p in self.procs:
-            if not p.name.startswith("daemon") or p is getattr(self, "killed", None):
+            if not p.name.startswith("daemon") or p in self.killed:
                 continue
             rc, how = p.stop(5)
             log(f"{p.name}: {how} ({describe_rc(rc)})")

@@ -13,15 +13,21 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <sys/inotify.h>
 #include <thread>
 #include <unistd.h>
 
 #include "app_samples.h"
 #include "audio/alsa/alsa_backend.h"
+#include "control/control_commands.h"
 #include "daemon_process.h"
 #include "linux_driver.h"
+#include "socket_client.h"
 #include "sound_fixture.h"
+#include "sound_log.h"
 
 using namespace sound_test;
 namespace vs = vhost_sound::virtio_snd;
@@ -53,6 +59,9 @@ public:
 	const std::string &dir() const { return dir_; }
 	std::string playback_file() const { return dir_ + "/play.raw"; }
 	std::string infile() const { return dir_ + "/in.raw"; }
+	/* What PipeWire's plugin is given, through a file plugin over it. */
+	std::string pipewire_file() const { return dir_ + "/pw.raw"; }
+
 	static constexpr size_t kInfileBytes = 4u << 20;
 
 	~AlsaWorld()
@@ -92,7 +101,10 @@ private:
 		  << "pcm.ac3 { type a52 slavepcm \"n48\" rate 48000 channels 2 }\n"
 		  << "pcm.only48k { type copy slave.pcm \"ac3\" }\n"
 		  /* PipeWire's ALSA plugin, into whatever daemon PIPEWIRE_RUNTIME_DIR names. */
-		  << "pcm.pw { type pipewire }\n";
+		  << "pcm.pw { type pipewire }\n"
+		  /* The same, with every frame written to it recorded in a file: a PCM
+		   * with its own clock whose input can be read back. */
+		  << "pcm.pwfile { type file slave.pcm \"pw\" file \"" << pipewire_file() << "\" format raw }\n";
 		::setenv("ALSA_CONFIG_PATH", conf.c_str(), 1);
 	}
 
@@ -291,6 +303,108 @@ private:
 PcmStream::Stats stats_of(SoundDaemon &daemon, uint32_t stream)
 {
 	return daemon.on_loop([&] { return daemon.device().stream_stats().at(stream); });
+}
+
+/* The guest's byte at stream offset \a offset: never \a silence, so that
+ * silence in what the PCM received can be told from the guest's samples. */
+uint8_t guest_byte(uint64_t offset, uint8_t silence)
+{
+	const auto b = static_cast<uint8_t>(offset % 251 + 1);
+	return b == silence ? static_cast<uint8_t>(b + 1) : b;
+}
+
+/* What a playback with a stalled guest saw. */
+struct StallRun {
+	/* Every byte the guest put in the messages it queued, in stream order. */
+	std::vector<uint8_t> sent;
+	/* Bytes of the periods that completed while running (the PCM took them). */
+	size_t completed_bytes = 0;
+	uint64_t xruns_before = 0;
+	PcmStream::Stats during;
+	/* The feeder (STATUS) while it ran, before the stall. */
+	std::string feeder;
+	/* From the resumed queueing to the completion of the last period. */
+	double resumed_seconds = 0;
+	PcmRun run;
+};
+
+/*
+ * Playback of guest_byte() samples that writes each period before queueing
+ * it: \a before periods, then the guest stops re-queueing (what it queued
+ * drains, then nothing for \a stall: a guest that is stopped, not a race
+ * being waited out), then \a after periods more; STOP, RELEASE.
+ */
+StallRun play_with_stall(SoundDaemon &daemon, SoundDriver &snd, const PcmConfig &config, uint8_t silence,
+			 size_t before, std::chrono::milliseconds stall, size_t after)
+{
+	StallRun r;
+	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+	pcm.setup();
+	auto write_slot = [&](size_t slot) {
+		auto area = snd.memory().at(pcm.period_gpa(slot), config.period_bytes);
+		for (size_t i = 0; i < area.size(); i++)
+			area[i] = guest_byte(r.sent.size() + i, silence);
+		r.sent.insert(r.sent.end(), area.begin(), area.end());
+	};
+	for (size_t slot = 0; slot < pcm.periods_per_buffer(); slot++)
+		write_slot(slot);
+	pcm.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	auto play = [&](size_t n) {
+		for (size_t i = 0; i < n; i++) {
+			const size_t slot = pcm.wait_completion(r.run);
+			write_slot(slot);
+			pcm.queue_slot(slot);
+			pcm.kick();
+		}
+	};
+	play(before);
+	const auto before_stall = stats_of(daemon, 0);
+	r.xruns_before = before_stall.xruns;
+	r.feeder = before_stall.feeder;
+
+	std::vector<size_t> held;
+	while (pcm.in_flight() > 0)
+		held.push_back(pcm.wait_completion(r.run));
+	std::this_thread::sleep_for(stall);
+	r.during = stats_of(daemon, 0);
+
+	const auto t0 = Clock::now();
+	for (size_t slot : held) {
+		write_slot(slot);
+		pcm.queue_slot(slot);
+	}
+	pcm.kick();
+	play(after);
+	r.resumed_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+	r.completed_bytes = r.run.statuses.size() * config.period_bytes;
+	pcm.finish(r.run);
+	return r;
+}
+
+/* What \a received (the bytes a PCM got) holds around the guest's \a sent ones. */
+struct SilenceGaps {
+	/* The guest's bytes in it, in order, silence taken out. */
+	std::vector<uint8_t> data;
+	/* The longest run of silence between two of the guest's bytes. */
+	size_t longest_inner = 0;
+};
+
+SilenceGaps split_silence(const std::vector<uint8_t> &received, uint8_t silence)
+{
+	SilenceGaps g;
+	size_t run = 0;
+	for (uint8_t b : received) {
+		if (b == silence) {
+			run++;
+			continue;
+		}
+		if (!g.data.empty())
+			g.longest_inner = std::max(g.longest_inner, run);
+		run = 0;
+		g.data.push_back(b);
+	}
+	return g;
 }
 
 } // namespace
@@ -588,50 +702,163 @@ TEST_CASE("a PCM name that does not exist: a clear log line, IO_ERR at PREPARE, 
 	fs::remove_all(dir, ec);
 }
 
-TEST_CASE("a guest that stalls 200 ms: one counted underrun, playback goes on", "[alsa][timing]")
+TEST_CASE("a PCM name that does not exist: WATCH gets one backend-error event per refused PREPARE", "[alsa][control]")
+{
+	AlsaWorld::get();
+	char dir[] = "/tmp/vhost-sound-alsa-watch-XXXXXX";
+	REQUIRE(::mkdtemp(dir));
+	const std::string socket = std::string(dir) + "/snd.sock", ctl = std::string(dir) + "/snd.ctl";
+	DaemonProcess daemon({ "--socket", socket, "--control-socket", ctl, "--backend", "alsa",
+			       "--alsa-device", "nosuchpcm", "--log-level", "warn" });
+	REQUIRE(query_when_up(ctl));
+	LineClient watcher(ctl);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	std::vector<nlohmann::json> errors;
+	{
+		vhostpp::DeviceDriver driver(socket, sound_driver_options());
+		SoundDriver snd(driver);
+		const PcmConfig config = ten_ms(vs::kFmtS16, vs::kRate48000, 2);
+		REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+		/* A request that is refused for another reason is no back-end error. */
+		CHECK(snd.pcm(vs::kPcmStart, 0) == vs::kStatusBadMsg);
+	}
+	/* The guest's leaving is the last event: every one before it is in. */
+	bool left = false;
+	while (const auto line = watcher.line(5000)) {
+		const auto e = nlohmann::json::parse(*line);
+		if (e["event"] == "backend-error")
+			errors.push_back(e);
+		if (e["event"] == "guest" && e["connected"] == false) {
+			left = true;
+			break;
+		}
+	}
+	CHECK(left);
+	REQUIRE(errors.size() == 2);
+	for (const auto &e : errors) {
+		INFO(e.dump());
+		CHECK(e["stream"] == 0);
+		CHECK(e["direction"] == "output");
+		CHECK(e["message"] == "the back-end refused to open the stream");
+	}
+	daemon.signal(SIGTERM);
+	CHECK(daemon.wait() == 0);
+	std::error_code ec;
+	fs::remove_all(dir, ec);
+}
+
+TEST_CASE("STATUS backend.details: the PCM names, and per open stream the PCM and the period and buffer it took", "[alsa][control]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	SoundDaemon daemon(options, alsa("play", "rec"));
+	auto details = [&] {
+		return daemon.on_loop([&] {
+			ControlCommands commands(daemon.device(), "test");
+			const std::string reply = commands.handle("STATUS");
+			REQUIRE(reply.rfind("OK {", 0) == 0);
+			return nlohmann::json::parse(reply.substr(3))["backend"]["details"];
+		});
+	};
+	/* No stream open: the devices only. */
+	CHECK(details() == nlohmann::json{ { "playback_device", "play" }, { "capture_device", "rec" } });
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	/* 10 ms periods, four to the buffer: the file plugin over null takes the guest's own sizes. */
+	const PcmConfig config = ten_ms(vs::kFmtS16, vs::kRate48000, 2);
+	LinuxPcm out(snd, 0, vs::Direction::Output, config);
+	LinuxPcm in(snd, 1, vs::Direction::Input, config);
+	out.setup();
+	in.setup();
+	const auto d = details();
+	INFO(d.dump());
+	CHECK(d["playback_device"] == "play");
+	CHECK(d["output.pcm"] == "play");
+	CHECK(d["input.pcm"] == "rec");
+	for (const char *dir : { "output", "input" }) {
+		const std::string prefix = std::string(dir) + ".";
+		CHECK(d[prefix + "pcm_type"] == "FILE");
+		CHECK(d[prefix + "period_frames"] == "480");
+		CHECK(d[prefix + "buffer_frames"] == "1920");
+		CHECK(d.contains(prefix + "clock"));
+		/* No sound card below the file plugin. */
+		CHECK_FALSE(d.contains(prefix + "card"));
+	}
+	/* The same geometry the stream logs and STATUS's feeder shows. */
+	CHECK(stats_of(daemon, 0).feeder.find("period 480 buffer 1920 frames") != std::string::npos);
+
+	/* Played (no clock of its own: the stream paces it), then released: the stream's details go. */
+	out.queue_all();
+	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	PcmRun run;
+	for (int i = 0; i < 10; i++) {
+		out.queue_slot(out.wait_completion(run));
+		out.kick();
+	}
+	CHECK(details()["output.clock"] == "paced");
+	out.finish(run);
+	REQUIRE(snd.pcm(vs::kPcmRelease, 1) == vs::kStatusOk);
+	CHECK(details() == nlohmann::json{ { "playback_device", "play" }, { "capture_device", "rec" } });
+}
+
+TEST_CASE("a guest that stalls 200 ms on a PCM without a clock: an underrun counted, playback goes on, every sample once", "[alsa][timing]")
 {
 	SoundDaemon daemon({}, alsa("play", "rec"));
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
 	SoundDriver snd(driver);
-	const PcmConfig config = ten_ms(vs::kFmtS16, vs::kRate48000, 2);
-	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-	pcm.setup();
-	pcm.queue_all();
-	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
-	PcmRun run;
-	auto play = [&](size_t n) {
-		for (size_t i = 0; i < n; i++) {
-			pcm.queue_slot(pcm.wait_completion(run));
-			pcm.kick();
-		}
-	};
-	play(20);
-	/* A loaded machine may already have starved the PCM once or twice. */
-	const uint64_t before = stats_of(daemon, 0).xruns;
+	const PcmConfig config = ten_ms(vs::kFmtU8, vs::kRate48000, 2);
+	const uint8_t silence = 0x80; /* U8's */
+	const StallRun r = play_with_stall(daemon, snd, config, silence, 20, std::chrono::milliseconds(200), 30);
 
-	/* The front-end stops re-queueing: what it queued drains, then nothing. */
-	std::vector<size_t> held;
-	while (pcm.in_flight() > 0)
-		held.push_back(pcm.wait_completion(run));
-	std::this_thread::sleep_for(std::chrono::milliseconds(200));
-	const auto during = stats_of(daemon, 0);
+	CHECK(r.feeder.find("paced") != std::string::npos);
 	/* The stall is counted (a loaded machine may add a hiccup of its own). */
-	CHECK(during.xruns >= before + 1);
-	CHECK(during.state == PcmStream::State::Running);
-
-	for (size_t slot : held)
-		pcm.queue_slot(slot);
-	pcm.kick();
-	const auto t0 = Clock::now();
-	play(30);
-	const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-	/* Going on at the nominal rate, not racing to catch up the stall. */
-	CHECK(seconds >= nominal_seconds(30 - 4, config));
-	CHECK(stats_of(daemon, 0).xruns >= before + 1);
-	pcm.finish(run);
-	CHECK(run.release_status == vs::kStatusOk);
-	CHECK(std::all_of(run.statuses.begin(), run.statuses.end(),
+	CHECK(r.during.xruns >= r.xruns_before + 1);
+	CHECK(r.during.state == PcmStream::State::Running);
+	/* Going on at the nominal rate, not racing to catch up the stall
+	 * (the 4 periods queued at once complete as soon as they are consumed). */
+	CHECK(r.resumed_seconds >= nominal_seconds(30 - 4, config));
+	CHECK(r.run.release_status == vs::kStatusOk);
+	CHECK(std::all_of(r.run.statuses.begin(), r.run.statuses.end(),
 			  [](uint32_t s) { return s == vs::kStatusOk; }));
+
+	/* What the file got: every guest byte once, in order, and nothing else:
+	 * a PCM without a clock plays nothing in real time, the time given up is
+	 * the silence (README, "Xruns"). */
+	const auto written = read_file(AlsaWorld::get().playback_file());
+	CHECK(written.size() >= r.completed_bytes);
+	REQUIRE(written.size() <= r.sent.size());
+	CHECK(std::equal(written.begin(), written.end(), r.sent.begin()));
+}
+
+TEST_CASE("the host buffer follows the guest's buffer_bytes: at least two host periods, at most 200 ms", "[alsa]")
+{
+	SoundDaemon daemon({}, alsa("play", "rec"));
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	struct Case {
+		uint32_t period_frames, buffer_frames;
+		/* What the file plugin over null (which takes any size) is given. */
+		unsigned host_period, host_buffer;
+	};
+	for (const Case &c : { Case{ 480, 1920, 480, 1920 },     /* 10 ms x 4: the guest's own */
+			       Case{ 480, 960, 480, 960 },       /* 10 ms x 2 */
+			       Case{ 480, 7200, 480, 7200 },     /* 150 ms */
+			       Case{ 1920, 48000, 1920, 9600 },  /* a 1 s buffer: 200 ms */
+			       Case{ 240, 240, 240, 480 } }) {   /* one period: two host periods */
+		INFO("guest period " << c.period_frames << " buffer " << c.buffer_frames << " frames");
+		REQUIRE(snd.set_params(0, c.buffer_frames * 4, c.period_frames * 4, vs::kFmtS16, vs::kRate48000,
+				       2) == vs::kStatusOk);
+		REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+		const std::string feeder = stats_of(daemon, 0).feeder;
+		INFO(feeder);
+		CHECK(feeder.find(fmt::format("period {} buffer {} frames", c.host_period, c.host_buffer)) !=
+		      std::string::npos);
+		REQUIRE(snd.pcm(vs::kPcmRelease, 0) == vs::kStatusOk);
+	}
 }
 
 TEST_CASE("a PCM with its own clock keeps it: PipeWire's ALSA plugin into a private null sink", "[alsa][pipewire][timing]")
@@ -694,4 +921,127 @@ TEST_CASE("a PCM with its own clock keeps it: PipeWire's ALSA plugin into a priv
 	CHECK(seconds + double(last_latency) / byte_rate(config) >= nominal - 0.05);
 	CHECK(last_latency > 0);
 	CHECK(run.release_status == vs::kStatusOk);
+}
+
+TEST_CASE("a PCM with its own clock whose ring runs empty plays the format's silence, counts an underrun and goes on", "[alsa][pipewire][timing]")
+{
+	AlsaWorld &world = AlsaWorld::get();
+	PipeWireWorld pipewire;
+	if (!pipewire.missing().empty()) {
+		if (in_ci())
+			FAIL("CI=true but " << pipewire.missing() << " is not installed");
+		WARN("not run: " << pipewire.missing() << " is not installed");
+		return;
+	}
+	SoundDaemon daemon({}, alsa("pwfile", "rec"));
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	/* U8, whose silence is 0x80, not 0: silence of the wrong format shows. */
+	REQUIRE(snd.query<vs::PcmInfo>(vs::kPcmInfo, 0, 1)[0].formats & (uint64_t{1} << vs::kFmtU8));
+	const PcmConfig config = periods_of(20, vs::kFmtU8, vs::kRate48000, 2);
+	const uint8_t silence = 0x80;
+	/* 25 periods (0.5 s) first: PipeWire links and runs the stream by then. */
+	const StallRun r = play_with_stall(daemon, snd, config, silence, 25, std::chrono::milliseconds(500), 25);
+
+	INFO(r.feeder);
+	CHECK(r.feeder.find("device clock") != std::string::npos);
+	CHECK(r.during.xruns >= r.xruns_before + 1);
+	CHECK(r.during.state == PcmStream::State::Running);
+	CHECK(r.run.release_status == vs::kStatusOk);
+	CHECK(std::all_of(r.run.statuses.begin(), r.run.statuses.end(),
+			  [](uint32_t s) { return s == vs::kStatusOk; }));
+	CHECK(r.run.statuses.size() >= 25 + 4 + 25);
+
+	/* What the PCM was given: every guest byte once and in order, and the
+	 * stall as U8 silence: 500 ms less what the guest (80 ms), the ring and
+	 * the host buffer (at most 80 ms each) still held; 250 ms at least.
+	 * Without the silence the PCM runs dry and the gap is not in the data. */
+	const SilenceGaps g = split_silence(read_file(world.pipewire_file()), silence);
+	CHECK(g.data.size() >= r.completed_bytes);
+	REQUIRE(g.data.size() <= r.sent.size());
+	CHECK(std::equal(g.data.begin(), g.data.end(), r.sent.begin()));
+	CHECK(g.longest_inner >= static_cast<size_t>(0.25 * byte_rate(config)));
+}
+
+TEST_CASE("a playback PCM whose server dies while running: one log line, the guest's I/O completes OK at the nominal rate, the next PREPARE opens it again", "[alsa][pipewire]")
+{
+	AlsaWorld::get();
+	std::optional<PipeWireWorld> pipewire(std::in_place);
+	if (!pipewire->missing().empty()) {
+		if (in_ci())
+			FAIL("CI=true but " << pipewire->missing() << " is not installed");
+		WARN("not run: " << pipewire->missing() << " is not installed");
+		return;
+	}
+	/* The daemon's log, as the loop writes it. */
+	auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(512);
+	vhost_sound::logger().sinks().push_back(log);
+	auto lines_with = [&](const std::string &text) {
+		size_t n = 0;
+		for (const auto &line : log->last_formatted())
+			n += line.find(text) != std::string::npos;
+		return n;
+	};
+	{
+		SoundDaemon daemon({}, alsa("pw", "rec"));
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		const PcmConfig config = periods_of(20, vs::kFmtS16, vs::kRate48000, 2);
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+		pcm.setup();
+		pcm.queue_all();
+		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		PcmRun run;
+		auto play = [&](size_t n) {
+			for (size_t i = 0; i < n; i++) {
+				pcm.queue_slot(pcm.wait_completion(run));
+				pcm.kick();
+			}
+		};
+		play(25);
+		CHECK(stats_of(daemon, 0).feeder.find("device clock") != std::string::npos);
+
+		/* PipeWire (and WirePlumber) killed: the device is gone. */
+		pipewire.reset();
+		/* The guest's periods go on completing, OK, never faster than real time. */
+		const auto t0 = Clock::now();
+		play(25);
+		const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+		const auto lost = stats_of(daemon, 0);
+		INFO(lost.feeder);
+		CHECK(lost.feeder.find("device lost") != std::string::npos);
+		CHECK(lost.state == PcmStream::State::Running);
+		/* (Up to the 4 queued periods and the host buffer may complete at once.) */
+		CHECK(seconds >= nominal_seconds(25 - 4 - 4, config));
+		pcm.finish(run);
+		CHECK(run.release_status == vs::kStatusOk);
+		CHECK(std::all_of(run.statuses.begin(), run.statuses.end(),
+				  [](uint32_t s) { return s == vs::kStatusOk; }));
+		CHECK(lines_with("alsa: PCM 'pw' (playback) failed: ") == 1);
+		CHECK(lines_with("the stream goes on with its samples dropped at the nominal rate; the next "
+				 "PREPARE opens the device again") == 1);
+
+		/* No server: PREPARE fails (IO_ERR), the daemon serves on. */
+		REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
+
+		/* A new PipeWire: the next PREPARE opens the device again, on its clock. */
+		pipewire.emplace();
+		LinuxPcm again(snd, 0, vs::Direction::Output, config);
+		again.setup();
+		again.queue_all();
+		REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+		PcmRun run2;
+		for (size_t i = 0; i < 25; i++) {
+			again.queue_slot(again.wait_completion(run2));
+			again.kick();
+		}
+		CHECK(stats_of(daemon, 0).feeder.find("device clock") != std::string::npos);
+		again.finish(run2);
+		CHECK(std::all_of(run2.statuses.begin(), run2.statuses.end(),
+				  [](uint32_t s) { return s == vs::kStatusOk; }));
+	}
+	auto &sinks = vhost_sound::logger().sinks();
+	sinks.erase(std::remove(sinks.begin(), sinks.end(), log), sinks.end());
 }

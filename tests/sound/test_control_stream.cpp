@@ -8,12 +8,17 @@
  */
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "audio/file/file_backend.h"
 #include "control/control_events.h"
 #include "control/control_server.h"
 #include "linux_driver.h"
@@ -466,4 +471,238 @@ TEST_CASE("the host's VOLUME / MUTE reach the guest as CTL_NOTIFY and WATCH as m
 	CHECK(status["mixer"]["controls"][2]["value"] == 180);
 	CHECK(status["mixer"]["controls"][4]["value"] == 1);
 	CHECK(status["mixer"]["input_gain_percent"] == 0); /* still muted */
+}
+
+TEST_CASE("a watcher that never reads while the guest plays and captures, thousands of toggles: it is dropped, the audio path does not notice",
+	  "[stream][control][timing]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	SoundDaemon daemon(options); /* captures RecordingBackend's pattern, records what it plays */
+	Control control(daemon);
+	LineClient stalled(control.path);
+	REQUIRE(stalled.ask("WATCH") == "OK watching");
+	auto watchers = [&] { return daemon.on_loop([&] { return control.parts->server.watchers(); }); };
+	REQUIRE(watchers() == 1);
+	/* From here on the watcher never reads. */
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms();
+	const size_t period = config.period_bytes;
+	constexpr size_t kPeriods = 500; /* 5 s each way */
+	LinuxPcm out(snd, 0, vs::Direction::Output, config);
+	LinuxPcm in(snd, 1, vs::Direction::Input, config);
+	const size_t ppb = out.periods_per_buffer();
+	/* Output period \a index's samples into \a slot, before it is queued. */
+	auto write_out = [&](size_t slot, uint64_t index) {
+		auto area = snd.memory().at(out.period_gpa(slot), period);
+		for (size_t i = 0; i < period; i++)
+			area[i] = app_byte(index * period + i);
+	};
+	out.setup();
+	in.setup();
+	for (size_t i = 0; i < ppb; i++)
+		write_out(i, i);
+	out.queue_all();
+	in.queue_all();
+
+	/*
+	 * The host user toggles the output as fast as the daemon answers until
+	 * the watcher is gone (each toggle is an event for it: some 90 bytes),
+	 * then every 10 ms until the audio ends: the drop happens while audio
+	 * flows, and toggles go on around it. The input is never toggled, so
+	 * every captured byte is known.
+	 */
+	using Clock = std::chrono::steady_clock;
+	std::atomic<bool> audio_done{ false };
+	std::atomic<int> toggles{ 0 }, bad_replies{ 0 };
+	std::atomic<bool> dropped{ false };
+	Clock::time_point dropped_at{};
+	std::thread host([&] {
+		LineClient toggler(control.path);
+		while (!audio_done) {
+			const std::string reply = toggler.ask("TOGGLE output");
+			if (reply != "OK output on" && reply != "OK output off") {
+				bad_replies++;
+				return;
+			}
+			toggles++;
+			if (!dropped && toggles % 50 == 0 && watchers() == 0) {
+				dropped_at = Clock::now();
+				dropped = true;
+			}
+			if (dropped)
+				std::this_thread::sleep_for(std::chrono::milliseconds(10)); /* pacing, not waiting */
+		}
+		/* The rendered bytes are checked up to the data's end only, whatever the flag. */
+	});
+
+	PcmRun out_run, in_run;
+	size_t out_done = 0, in_done = 0;
+	std::vector<uint8_t> captured;
+	const auto t_out = Clock::now();
+	REQUIRE(snd.pcm(vs::kPcmStart, 0) == vs::kStatusOk);
+	const auto t_in = Clock::now();
+	REQUIRE(snd.pcm(vs::kPcmStart, 1) == vs::kStatusOk);
+	double out_seconds = 0, in_seconds = 0;
+	const auto give_up = Clock::now() + std::chrono::seconds(30);
+	while ((out_done < kPeriods || in_done < kPeriods) && Clock::now() < give_up) {
+		bool progress = false;
+		if (out_done < kPeriods) {
+			if (const auto slot = out.poll_completion(out_run)) {
+				REQUIRE(*slot == out_done % ppb);
+				if (++out_done == kPeriods) {
+					out_seconds = std::chrono::duration<double>(Clock::now() - t_out).count();
+				} else {
+					write_out(*slot, out_done - 1 + ppb);
+					out.queue_slot(*slot);
+					out.kick();
+				}
+				progress = true;
+			}
+		}
+		if (in_done < kPeriods) {
+			if (const auto slot = in.poll_completion(in_run)) {
+				REQUIRE(*slot == in_done % ppb);
+				const auto area = snd.memory().at(in.period_gpa(*slot), period);
+				captured.insert(captured.end(), area.begin(), area.end());
+				if (++in_done == kPeriods) {
+					in_seconds = std::chrono::duration<double>(Clock::now() - t_in).count();
+				} else {
+					in.queue_slot(*slot);
+					in.kick();
+				}
+				progress = true;
+			}
+		}
+		if (!progress) /* a poll every millisecond: periods are 10 ms, four queued */
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	}
+	const auto audio_end = Clock::now();
+	audio_done = true;
+	host.join();
+	REQUIRE(out_done == kPeriods);
+	REQUIRE(in_done == kPeriods);
+	out.finish(out_run);
+	in.finish(in_run);
+
+	const double nominal = seconds_of(kPeriods, config);
+	std::cout << fmt::format("timing: {} periods each way with a stalled watcher and {} toggles: "
+				 "playback {:.4f} s ({:+.2f} %), capture {:.4f} s ({:+.2f} %) for {:.4f} s "
+				 "of audio; watcher dropped {:.2f} s before the end\n",
+				 kPeriods, toggles.load(), out_seconds, 100 * (out_seconds - nominal) / nominal,
+				 in_seconds, 100 * (in_seconds - nominal) / nominal, nominal,
+				 dropped ? std::chrono::duration<double>(audio_end - dropped_at).count() : -1.0);
+	CHECK(bad_replies == 0);
+	/* Dropped, and while the audio ran. */
+	REQUIRE(dropped);
+	CHECK(dropped_at < audio_end);
+	CHECK(stalled.closed_by_peer());
+	/* The same bounds as the cases without a stalled watcher. */
+	CHECK(std::abs(out_seconds - nominal) / nominal < 0.02);
+	CHECK(std::abs(in_seconds - nominal) / nominal < 0.02);
+	CHECK(out_run.statuses == std::vector<uint32_t>(kPeriods, vs::kStatusOk));
+	CHECK(in_run.statuses == std::vector<uint32_t>(kPeriods, vs::kStatusOk));
+
+	/* Capture: the back-end's pattern, byte for byte, nothing lost or repeated. */
+	size_t wrong = 0;
+	for (size_t i = 0; i < captured.size(); i++)
+		wrong += captured[i] != RecordingBackend::pattern_byte(i);
+	CHECK(wrong == 0);
+	/* Playback: at every offset the guest's byte or silence (output off), nothing else. */
+	const auto rendered = daemon.rendered();
+	const size_t data = kPeriods * period;
+	REQUIRE(rendered.size() >= data);
+	size_t garbage = 0, played = 0;
+	for (size_t i = 0; i < data; i++) {
+		played += rendered[i] == app_byte(i);
+		garbage += rendered[i] != app_byte(i) && rendered[i] != 0;
+	}
+	CHECK(garbage == 0);
+	CHECK(played > 0);
+	/* The others are served: a fresh watcher and a query. */
+	LineClient after(control.path);
+	CHECK(after.ask("QUERY").rfind("OK vhost-sound ", 0) == 0);
+	CHECK(after.ask("WATCH") == "OK watching");
+	CHECK(watchers() == 1);
+}
+
+TEST_CASE("STATUS names the file back-end's files; an input file gone before PREPARE: IO_ERR and a backend-error event",
+	  "[control][file_backend]")
+{
+	SoundDevice::Options options;
+	options.input_enabled = true;
+	std::string out_path, in_path;
+	SoundDaemon daemon(options, [&](boost::asio::io_context &io, const std::string &dir) {
+		out_path = dir + "/out.wav";
+		in_path = dir + "/in.wav";
+		/* A second of S16 48 kHz stereo, all zero. */
+		auto file = vhost_sound::wav::make_wav_header({ vs::kFmtS16, 48000, 2 }, 192000);
+		file.resize(file.size() + 192000);
+		std::ofstream(in_path, std::ios::binary)
+			.write(reinterpret_cast<const char *>(file.data()), static_cast<std::streamsize>(file.size()));
+		vhost_sound::FileBackendOptions o;
+		o.output_path = out_path;
+		o.input_path = in_path;
+		return std::unique_ptr<AudioBackend>(std::make_unique<vhost_sound::FileBackend>(io, o));
+	});
+	Control control(daemon);
+	LineClient watcher(control.path);
+	REQUIRE(watcher.ask("WATCH") == "OK watching");
+	LineClient user(control.path);
+	auto details = [&] {
+		const json status = ok_json(user.ask("STATUS"));
+		CHECK(status["backend"]["name"] == "file");
+		return status["backend"]["details"];
+	};
+	/* Before any stream: the paths given, no output file started yet. */
+	CHECK(details() == json{ { "output_file", out_path }, { "input_file", in_path } });
+
+	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms();
+	REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate48000, 2) ==
+		vs::kStatusOk);
+	REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+	CHECK(details().value("current_output_file", "") == out_path);
+	/* Another format: playback continues in the next numbered file, and STATUS says which. */
+	REQUIRE(snd.set_params(0, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate44100, 2) ==
+		vs::kStatusOk);
+	REQUIRE(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusOk);
+	const std::string second = std::filesystem::path(out_path).parent_path() / "out-2.wav";
+	CHECK(details().value("current_output_file", "") == second);
+	CHECK(std::filesystem::exists(second));
+
+	/* The input file goes away: PREPARE cannot open it. */
+	REQUIRE(std::filesystem::remove(in_path));
+	REQUIRE(snd.set_params(1, config.buffer_bytes, config.period_bytes, vs::kFmtS16, vs::kRate48000, 2) ==
+		vs::kStatusOk);
+	CHECK(snd.pcm(vs::kPcmPrepare, 1) == vs::kStatusIoErr);
+	/* WATCH: the error after the state changes that led to it, naming the stream. */
+	std::vector<std::string> got;
+	std::optional<json> error;
+	while (!error) {
+		const auto line = watcher.line(5000);
+		if (!line)
+			break;
+		const json e = json::parse(*line);
+		if (e["event"] == "backend-error")
+			error = e;
+		else if (e["event"] != "xrun")
+			got.push_back(summary(e));
+	}
+	REQUIRE(error);
+	INFO(error->dump());
+	CHECK((*error)["schema"] == 1);
+	CHECK((*error)["stream"] == 1);
+	CHECK((*error)["direction"] == "input");
+	CHECK((*error)["message"].get<std::string>().find("open") != std::string::npos);
+	CHECK(got == std::vector<std::string>{ "guest:true", "state:0:idle->params-set",
+					       "state:0:params-set->prepared", "state:0:prepared->params-set",
+					       "state:0:params-set->prepared", "state:1:idle->params-set" });
+	/* The stream stays where it was, and the daemon serves on. */
+	const json status = ok_json(user.ask("STATUS"));
+	CHECK(status["streams"][1]["state"] == "params-set");
+	CHECK(status["backend"]["details"]["input_file"] == in_path);
 }

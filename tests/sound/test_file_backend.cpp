@@ -8,6 +8,8 @@
  */
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <cmath>
 #include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,6 +168,94 @@ PcmRun start_and_wait(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream, size_t p
 	for (size_t i = 0; i < periods; i++)
 		pcm.wait_completion(run);
 	return run;
+}
+
+/* False (the test is skipped) when an independent reader is missing; under CI=true that fails. */
+bool have_readers()
+{
+	for (const char *tool : { "python3", "sox", "soxi" }) {
+		if (!have_tool(tool)) {
+			if (in_ci())
+				FAIL(tool << " is missing (tools/setup.sh --tests installs it)");
+			WARN(tool << " is missing: skipped");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Every format the file back-end offers (what WAV holds): the per-format
+ * tests cover exactly these, and check that this is what PCM_INFO says. */
+const std::vector<uint8_t> kWavFormats = { vs::kFmtU8,    vs::kFmtS16,   vs::kFmtS18_3, vs::kFmtS20_3,
+					   vs::kFmtS24_3, vs::kFmtS20,   vs::kFmtS24,   vs::kFmtS32,
+					   vs::kFmtFloat, vs::kFmtFloat64 };
+
+/* One sample of the guest's test pattern. */
+struct PatternSample {
+	/* Virtio's layout (little-endian, padded formats sign-extended in the
+	 * low bits of their container, as ALSA writes them); sample_bytes used. */
+	std::array<uint8_t, 8> bytes{};
+	/* Integer formats: the value scaled to 32 bits, as libsndfile's
+	 * sf_readf_int() and sox's 32-bit decoding give it. */
+	int64_t s32 = 0;
+	/* Float formats: the value. */
+	double real = 0;
+};
+
+/* Sample \a index of the pattern in \a format: the extremes (min, max, -1, 0)
+ * and spread values for integers, a sine for floats. */
+PatternSample pattern_sample(uint8_t format, uint64_t index)
+{
+	const auto info = *vs::format_info(format);
+	PatternSample s;
+	if (info.is_float) {
+		s.real = std::sin(double(index) * 0.37) * 0.9;
+		if (info.sample_bytes == 4) {
+			const float f = static_cast<float>(s.real);
+			s.real = f;
+			std::memcpy(s.bytes.data(), &f, 4);
+		} else {
+			std::memcpy(s.bytes.data(), &s.real, 8);
+		}
+		return s;
+	}
+	const unsigned bits = info.significant_bits;
+	const int64_t min = -(int64_t{1} << (bits - 1));
+	const int64_t max = (int64_t{1} << (bits - 1)) - 1;
+	int64_t v;
+	switch (index % 7) {
+	case 0: v = min; break;
+	case 1: v = max; break;
+	case 2: v = -1; break;
+	case 3: v = 0; break;
+	default: v = static_cast<int64_t>(((index + 1) * 0x9E3779B97F4A7C15ull) >> (64 - bits)) + min;
+	}
+	/* Unsigned (U8): offset binary. */
+	const uint64_t raw = info.is_unsigned ? static_cast<uint64_t>(v - min) : static_cast<uint64_t>(v);
+	for (unsigned b = 0; b < info.sample_bytes; b++)
+		s.bytes[b] = static_cast<uint8_t>(raw >> (8 * b));
+	s.s32 = v * (int64_t{1} << (32 - bits));
+	return s;
+}
+
+/* A LinuxPcm::Source playing the pattern of \a format. */
+LinuxPcm::Source pattern_source(uint8_t format)
+{
+	const unsigned width = vs::format_info(format)->sample_bytes;
+	return [format, width](uint64_t offset, std::span<uint8_t> out) {
+		for (size_t i = 0; i < out.size(); i++) {
+			const uint64_t at = offset + i;
+			out[i] = pattern_sample(format, at / width).bytes[at % width];
+		}
+	};
+}
+
+/* The first \a n bytes of the pattern of \a format. */
+std::vector<uint8_t> pattern_bytes(uint8_t format, size_t n)
+{
+	std::vector<uint8_t> v(n);
+	pattern_source(format)(0, v);
+	return v;
 }
 
 /* File descriptors of this process open on \a path. */
@@ -456,6 +546,191 @@ TEST_CASE("the input file is open only while input is enabled and a stream exist
 	}
 }
 
+TEST_CASE("every output format the file back-end advertises lands sample-exact; libsndfile, sox and Python read it back", "[file_backend][tools]")
+{
+	if (!have_readers())
+		return;
+	struct Case {
+		uint8_t format;
+		uint8_t channels;
+		uint8_t rate;
+	};
+	/* Every advertised format once, with channel counts and rates that give
+	 * plain and extensible headers. */
+	const std::vector<Case> cases = {
+		{ vs::kFmtU8, 1, vs::kRate8000 },      { vs::kFmtS16, 2, vs::kRate48000 },
+		{ vs::kFmtS18_3, 2, vs::kRate44100 },  { vs::kFmtS20_3, 1, vs::kRate48000 },
+		{ vs::kFmtS24_3, 2, vs::kRate96000 },  { vs::kFmtS20, 2, vs::kRate48000 },
+		{ vs::kFmtS24, 6, vs::kRate48000 },    { vs::kFmtS32, 2, vs::kRate44100 },
+		{ vs::kFmtFloat, 2, vs::kRate48000 },  { vs::kFmtFloat64, 1, vs::kRate48000 },
+	};
+	uint64_t covered = 0;
+	for (const Case &c : cases)
+		covered |= uint64_t{1} << c.format;
+	REQUIRE(covered == wav::wav_formats());
+
+	for (const Case &c : cases) {
+		const auto info = *vs::format_info(c.format);
+		const wav::WavFormat expected_format{ c.format, vs::rate_hz(c.rate), c.channels };
+		INFO(wav::describe(expected_format));
+		SoundDaemon daemon({}, file_backend(output_to("out.wav")));
+		const std::string path = daemon.directory() + "/out.wav";
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		/* What this test covers is what PCM_INFO offers, no more, no less. */
+		CHECK(snd.query<vs::PcmInfo>(vs::kPcmInfo, 0, 1)[0].formats == covered);
+
+		const PcmConfig config = ten_ms(c.format, c.channels, c.rate);
+		const size_t periods = 20; /* past the 16-period buffer: re-queued periods too */
+		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+		const PcmRun run = pcm.play(periods, pattern_source(c.format));
+		REQUIRE(run.release_status == vs::kStatusOk);
+		CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+
+		/* Our parser: the header, and the bytes in WAV's layout. */
+		const WavContents file = contents(path);
+		CHECK(file.info.format == expected_format);
+		CHECK(file.info.extensible == wav::needs_extensible(expected_format));
+		const auto played = pattern_bytes(c.format, periods * config.period_bytes);
+		auto as_wav = played;
+		wav::to_wav_samples(c.format, as_wav);
+		const size_t tail = check_played(file.data, as_wav);
+		CHECK(tail == file.data.size() - as_wav.size());
+		CHECK(tail <= config.buffer_bytes);
+
+		const size_t frame_bytes = size_t{info.sample_bytes} * c.channels;
+		const size_t samples = played.size() / info.sample_bytes;
+		/* libsndfile (an independent reader): the header and every sample's value. */
+		const auto sf = sndfile_read(path);
+		REQUIRE(sf);
+		CHECK(sf->frames == file.data.size() / frame_bytes);
+		CHECK(sf->rate == vs::rate_hz(c.rate));
+		CHECK(sf->channels == c.channels);
+		CHECK(sf->major == (wav::needs_extensible(expected_format) ? 0x130000u : 0x10000u));
+		CHECK(sf->subtype == (info.is_float ? (info.sample_bytes == 4 ? 6u : 7u)
+				      : info.sample_bytes == 1 ? 5u : unsigned{info.sample_bytes}));
+		size_t wrong = 0;
+		if (info.is_float) {
+			REQUIRE(sf->doubles.size() >= samples);
+			for (size_t i = 0; i < samples; i++)
+				wrong += sf->doubles[i] != pattern_sample(c.format, i).real;
+		} else {
+			REQUIRE(sf->ints.size() >= samples);
+			for (size_t i = 0; i < samples; i++)
+				wrong += sf->ints[i] != pattern_sample(c.format, i).s32;
+		}
+		CHECK(wrong == 0);
+
+		/* sox reads every unpadded format (it refuses padded samples). */
+		if (!wav::wav_layout(c.format)->shift) {
+			CHECK(soxi_frames(path) == std::optional<uint64_t>(file.data.size() / frame_bytes));
+			const auto sx = soxi(path);
+			REQUIRE_FALSE(sx.empty());
+			CHECK(sx.at("Channels") == std::to_string(c.channels));
+			CHECK(sx.at("Sample Rate") == std::to_string(vs::rate_hz(c.rate)));
+			CHECK(sx.at("Sample Encoding").find(info.is_float ? "Floating Point PCM"
+							   : info.is_unsigned ? "Unsigned Integer PCM"
+									      : "Signed Integer PCM") != std::string::npos);
+			/* (sox converts floats through its 32-bit integers: only integer values compare.) */
+			if (!info.is_float) {
+				const auto raw = sox_raw(path, "signed-integer", 32);
+				REQUIRE(raw);
+				REQUIRE(raw->size() >= 4 * samples);
+				wrong = 0;
+				for (size_t i = 0; i < samples; i++) {
+					int32_t v;
+					std::memcpy(&v, raw->data() + 4 * i, 4);
+					wrong += v != pattern_sample(c.format, i).s32;
+				}
+				CHECK(wrong == 0);
+			}
+		}
+		/* Python's wave reads the plain (non-extensible) headers: the guest's bytes as they are. */
+		if (!wav::needs_extensible(expected_format)) {
+			const auto py = python_wave(path);
+			REQUIRE(py);
+			CHECK(py->channels == c.channels);
+			CHECK(py->sample_bytes == info.sample_bytes);
+			CHECK(py->rate == vs::rate_hz(c.rate));
+			CHECK(py->frames == file.data.size() / frame_bytes);
+			CHECK(py->data_hex.compare(0, 2 * played.size(), to_hex(played.data(), played.size())) == 0);
+		}
+	}
+}
+
+TEST_CASE("capture from an input file of every width is sample-exact, then format-correct silence", "[file_backend][tools]")
+{
+	if (!have_readers())
+		return;
+	TempDir tmp;
+	constexpr size_t kFrames = 4800; /* 0.1 s at 48 kHz: ten 10 ms periods */
+	for (uint8_t format : kWavFormats) {
+		const auto info = *vs::format_info(format);
+		INFO("format " << vs::format_name(format));
+		const std::string path = fmt::format("{}/{}.wav", tmp.path, info.name);
+		/* sox (an independent writer) writes every unpadded width; the guest
+		 * must receive the samples as sox decodes them. */
+		const char *sox_args = format == vs::kFmtU8      ? "-e unsigned-integer -b 8"
+				       : format == vs::kFmtS16     ? "-e signed-integer -b 16"
+				       : format == vs::kFmtS24_3   ? "-e signed-integer -b 24"
+				       : format == vs::kFmtS32     ? "-e signed-integer -b 32"
+				       : format == vs::kFmtFloat   ? "-e floating-point -b 32"
+				       : format == vs::kFmtFloat64 ? "-e floating-point -b 64"
+								   : nullptr;
+		std::vector<uint8_t> expected;
+		if (sox_args) {
+			sox_write(path, fmt::format("{} -c 2 -r 48000", sox_args), 0.1);
+			expected = sox_samples(path);
+		} else {
+			/* sox cannot write padded samples: our writer does, and libsndfile
+			 * confirms the file holds the pattern's values before the guest reads it. */
+			expected = pattern_bytes(format, kFrames * 2 * info.sample_bytes);
+			auto file = wav::make_wav_header({ format, 48000, 2 }, expected.size());
+			auto samples = expected;
+			wav::to_wav_samples(format, samples);
+			file.insert(file.end(), samples.begin(), samples.end());
+			write_file(path, file);
+			const auto sf = sndfile_read(path);
+			REQUIRE(sf);
+			REQUIRE(sf->ints.size() == kFrames * 2);
+			size_t wrong = 0;
+			for (size_t i = 0; i < sf->ints.size(); i++)
+				wrong += sf->ints[i] != pattern_sample(format, i).s32;
+			REQUIRE(wrong == 0);
+		}
+		REQUIRE(expected.size() == kFrames * 2 * info.sample_bytes);
+
+		SoundDevice::Options options;
+		options.input_enabled = true;
+		SoundDaemon daemon(options, file_backend(input_from(path)));
+		vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+		SoundDriver snd(driver);
+		const auto pcm_info = snd.query<vs::PcmInfo>(vs::kPcmInfo, 1, 1)[0];
+		CHECK(pcm_info.formats == uint64_t{1} << format);
+		CHECK(pcm_info.rates == uint64_t{1} << vs::kRate48000);
+		CHECK(pcm_info.channels_min == 2);
+		CHECK(pcm_info.channels_max == 2);
+
+		const PcmConfig config = ten_ms(format, 2);
+		REQUIRE(expected.size() == 10 * config.period_bytes);
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(12); /* two periods past the end of the file */
+		REQUIRE(run.captured.size() == 12 * config.period_bytes);
+		CHECK(run.statuses == std::vector<uint32_t>(12, vs::kStatusOk));
+		/* The first wrong period, 10 when all are right: a failure says where. */
+		size_t good = 0;
+		while (good < 10 && std::equal(expected.begin() + good * config.period_bytes,
+					       expected.begin() + (good + 1) * config.period_bytes,
+					       run.captured.begin() + good * config.period_bytes))
+			good++;
+		CHECK(good == 10);
+		/* After the last sample: silence of the format (U8's is 0x80, not 0). */
+		const uint8_t silence = format == vs::kFmtU8 ? 0x80 : 0x00;
+		CHECK(std::all_of(run.captured.begin() + static_cast<ptrdiff_t>(expected.size()), run.captured.end(),
+				  [&](uint8_t b) { return b == silence; }));
+	}
+}
+
 namespace {
 
 /* The real binary with the file back-end; waits until its control socket answers. */
@@ -548,45 +823,136 @@ TEST_CASE("the binary refuses unusable input and output files with status 2 and 
 	}
 }
 
-TEST_CASE("SIGTERM in the middle of playback leaves a valid, complete WAV file", "[file_backend][process]")
+TEST_CASE("the input file is checked again at PREPARE: replaced, removed or malformed gives IO_ERR and a log line; the daemon serves on", "[file_backend][process]")
 {
+	if (!have_sox())
+		return;
 	FileDaemon daemon;
-	const std::string out = daemon.dir.path + "/session.wav";
-	daemon.start({ "--output-file", out, "--log-level", "info" });
-	const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
-	const PcmConfig flt = ten_ms(vs::kFmtFloat, 2);
-	{
-		vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
-		SoundDriver snd(driver);
+	const std::string input = daemon.dir.path + "/mic.wav";
+	const std::string saved = daemon.dir.path + "/mic-saved.wav";
+	sox_write(input, "-e signed-integer -b 16 -c 2 -r 48000", 0.2);
+	fs::copy_file(input, saved);
+	const auto samples = sox_samples(input);
+	daemon.start({ "--input-file", input, "--initial-streams", "output,input", "--log-level", "info" });
+
+	vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
+	SoundDriver snd(driver);
+	const PcmConfig config = ten_ms(vs::kFmtS16, 2);
+	/* A capture with the file as it was at start-up: the file's first periods, exactly. */
+	auto capture_is_exact = [&] {
+		LinuxPcm pcm(snd, 1, vs::Direction::Input, config);
+		const PcmRun run = pcm.capture(10);
+		REQUIRE(run.captured.size() == 10 * config.period_bytes);
+		CHECK(std::equal(run.captured.begin(), run.captured.end(), samples.begin()));
+		CHECK(run.release_status == vs::kStatusOk);
+	};
+	capture_is_exact();
+
+	struct Change {
+		const char *what;
+		std::function<void()> apply;
+		/* What the daemon's log line says after "--input-file PATH: ". */
+		std::string says;
+	};
+	const std::vector<Change> changes = {
+		{ "another sample format", [&] { sox_write(input, "-e signed-integer -b 24 -c 2 -r 48000", 0.2); },
+		  "now holds S24_3 48000 Hz 2 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "another rate", [&] { sox_write(input, "-e signed-integer -b 16 -c 2 -r 44100", 0.2); },
+		  "now holds S16 44100 Hz 2 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "another channel count", [&] { sox_write(input, "-e signed-integer -b 16 -c 1 -r 48000", 0.2); },
+		  "now holds S16 48000 Hz 1 ch, not S16 48000 Hz 2 ch as at start-up" },
+		{ "removed", [&] { fs::remove(input); }, "cannot open: No such file or directory" },
+		{ "not a WAV file any more", [&] { write_file(input, { 'h', 'e', 'l', 'l', 'o', '\n' }); },
+		  "not a usable WAV file" },
+		{ "a directory now", [&] { fs::remove(input); fs::create_directory(input); }, "not a regular file" },
+	};
+	for (const Change &change : changes) {
+		INFO("the input file: " << change.what);
+		change.apply();
+		/* SET_PARAMS checks against what PCM_INFO offered (the start-up file); PREPARE opens the file. */
+		REQUIRE(snd.set_params(1, config.buffer_bytes, config.period_bytes, config.format, config.rate,
+				       config.channels) == vs::kStatusOk);
+		CHECK(snd.pcm(vs::kPcmPrepare, 1) == vs::kStatusIoErr);
+		/* Not prepared: START is refused, nothing was opened for it. */
+		CHECK(snd.pcm(vs::kPcmStart, 1) == vs::kStatusBadMsg);
+		/* The daemon serves on: the output stream plays. */
 		{
-			LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
-			pcm.play(5, app_source(6));
+			LinuxPcm out(snd, 0, vs::Direction::Output, config);
+			const PcmRun run = out.play(3, app_source(7));
+			CHECK(run.statuses == std::vector<uint32_t>(3, vs::kStatusOk));
 		}
-		/* Another format, and the signal while it plays. */
-		LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
-		pcm.setup();
-		start_and_wait(snd, pcm, 0, 3);
-		daemon.process->signal(SIGTERM);
-		CHECK(daemon.process->wait() == std::optional<int>(0));
+		/* The file put back: the next PREPARE opens it, capture is exact again. */
+		fs::remove_all(input);
+		fs::copy_file(saved, input);
+		capture_is_exact();
 	}
+
+	daemon.process->signal(SIGTERM);
+	CHECK(daemon.process->wait() == std::optional<int>(0));
 	const std::string err = daemon.process->err();
 	INFO("stderr: " << err);
-	CHECK(err.find("continuing in " + daemon.dir.path + "/session-2.wav") != std::string::npos);
+	for (const Change &change : changes)
+		CHECK(err.find("file back-end: --input-file " + input + ": " + change.says) != std::string::npos);
+	/* One error line per refused PREPARE, none for the good ones. */
+	size_t lines = 0;
+	for (size_t at = 0; (at = err.find("file back-end: --input-file ", at)) != std::string::npos; at++)
+		lines++;
+	CHECK(lines == changes.size());
+}
 
-	const WavContents first = contents(out);
-	check_played(first.data, app_bytes(5 * s16.period_bytes, 6));
-	/* The second file: a float header describing exactly what was written before the signal. */
-	const WavContents second = contents(daemon.dir.path + "/session-2.wav");
-	CHECK(second.info.format == wav::WavFormat{ vs::kFmtFloat, 48000, 2 });
-	CHECK(second.data.size() >= 3 * flt.period_bytes);
-	CHECK(second.data.size() % 8 == 0);
-	if (have_tool("soxi")) {
-		CHECK(soxi_frames(daemon.dir.path + "/session-2.wav") ==
-		      std::optional<uint64_t>(second.data.size() / 8));
-		CHECK(soxi(daemon.dir.path + "/session-2.wav").at("Sample Encoding").find("Floating Point") !=
-		      std::string::npos);
+TEST_CASE("SIGTERM or SIGINT in the middle of playback leaves a valid, complete WAV file", "[file_backend][process]")
+{
+	for (const int sig : { SIGTERM, SIGINT }) {
+		INFO("signal " << sig);
+		FileDaemon daemon;
+		const std::string out = daemon.dir.path + "/session.wav";
+		daemon.start({ "--output-file", out, "--log-level", "info" });
+		const PcmConfig s16 = ten_ms(vs::kFmtS16, 2);
+		const PcmConfig flt = ten_ms(vs::kFmtFloat, 2);
+		size_t periods_before_signal = 0;
+		{
+			vhostpp::DeviceDriver driver(daemon.sock, sound_driver_options());
+			SoundDriver snd(driver);
+			{
+				LinuxPcm pcm(snd, 0, vs::Direction::Output, s16);
+				pcm.play(5, app_source(6));
+			}
+			/* Another format, and the signal while it plays: its buffer holds
+			 * the application's samples, written before START. */
+			LinuxPcm pcm(snd, 0, vs::Direction::Output, flt);
+			pcm.setup();
+			app_source(8)(0, snd.memory().at(pcm.dma_gpa(), flt.buffer_bytes));
+			const PcmRun run = start_and_wait(snd, pcm, 0, 3);
+			periods_before_signal = run.statuses.size();
+			daemon.process->signal(sig);
+			CHECK(daemon.process->wait() == std::optional<int>(0));
+		}
+		const std::string err = daemon.process->err();
+		INFO("stderr: " << err);
+		CHECK(err.find("continuing in " + daemon.dir.path + "/session-2.wav") != std::string::npos);
+
+		const WavContents first = contents(out);
+		check_played(first.data, app_bytes(5 * s16.period_bytes, 6));
+		/* The second file: a float header describing exactly what was written
+		 * before the signal, and those samples are the application's. */
+		const WavContents second = contents(daemon.dir.path + "/session-2.wav");
+		CHECK(second.info.format == wav::WavFormat{ vs::kFmtFloat, 48000, 2 });
+		CHECK(second.data.size() >= periods_before_signal * flt.period_bytes);
+		CHECK(second.data.size() <= flt.buffer_bytes);
+		CHECK(second.data.size() % 8 == 0);
+		const auto buffer = app_bytes(flt.buffer_bytes, 8);
+		CHECK(std::equal(second.data.begin(), second.data.end(), buffer.begin()));
+		if (have_tool("soxi")) {
+			CHECK(soxi_frames(daemon.dir.path + "/session-2.wav") ==
+			      std::optional<uint64_t>(second.data.size() / 8));
+			CHECK(soxi(daemon.dir.path + "/session-2.wav").at("Sample Encoding").find("Floating Point") !=
+			      std::string::npos);
+		}
+		const auto py = python_wave(out);
+		REQUIRE(py);
+		CHECK(py->frames == first.data.size() / 4);
+		const auto sf = sndfile_read(daemon.dir.path + "/session-2.wav");
+		REQUIRE(sf);
+		CHECK(sf->frames == second.data.size() / 8);
 	}
-	const auto py = python_wave(out);
-	REQUIRE(py);
-	CHECK(py->frames == first.data.size() / 4);
 }

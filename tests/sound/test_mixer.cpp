@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fmt/format.h>
+#include <iostream>
 
 #include "device/mixer.h"
 #include "device/sample_gain.h"
@@ -350,8 +352,7 @@ TEST_CASE("gain arithmetic: a sample split between two regions; the stream offse
 	CHECK(samples_of<int16_t>(odd) == std::vector<int16_t>{ 1000, 1000, 3000 });
 }
 
-TEST_CASE("playback at 50 %: the back-end gets every sample halved, at the normal pace; muted: silence",
-	  "[mixer]")
+TEST_CASE("playback at 50 %: the back-end gets every sample halved", "[mixer]")
 {
 	SoundDaemon daemon(with_controls());
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
@@ -370,34 +371,82 @@ TEST_CASE("playback at 50 %: the back-end gets every sample halved, at the norma
 	const size_t data = periods * config.period_bytes;
 
 	REQUIRE(write_value(snd, Mixer::kPlaybackVolume, 50) == vs::kStatusOk);
-	{
-		LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
-		const auto run = pcm.play(periods, source);
-		CHECK(run.statuses == std::vector<uint32_t>(run.statuses.size(), vs::kStatusOk));
-		const auto rendered = daemon.rendered();
-		REQUIRE(rendered.size() >= data);
-		size_t wrong = 0;
-		for (size_t i = 0; i < data / 2; i++) {
-			int16_t got;
-			std::memcpy(&got, rendered.data() + 2 * i, 2);
-			wrong += got != static_cast<int16_t>(sample_at(i) * 50 / 100);
-		}
-		CHECK(wrong == 0);
-	}
-
-	/* Muted: zeros, and the stream still takes the audio's duration. */
-	REQUIRE(write_value(snd, Mixer::kPlaybackSwitch, 0) == vs::kStatusOk);
-	const size_t before = daemon.rendered().size();
 	LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
 	const auto run = pcm.play(periods, source);
+	CHECK(run.statuses == std::vector<uint32_t>(run.statuses.size(), vs::kStatusOk));
 	const auto rendered = daemon.rendered();
-	REQUIRE(rendered.size() >= before + data);
-	CHECK(std::all_of(rendered.begin() + before, rendered.begin() + before + data,
-			  [](uint8_t b) { return b == 0; }));
-	const double nominal = double(data) / (48000.0 * 4);
-	/* One-sided: never faster than real time (minus the periods queued up front). */
-	CHECK(run.seconds >= nominal - double(config.buffer_bytes) / (48000.0 * 4) - 0.01);
-	CHECK(run.seconds < nominal * 3 + 1);
+	REQUIRE(rendered.size() >= data);
+	size_t wrong = 0;
+	for (size_t i = 0; i < data / 2; i++) {
+		int16_t got;
+		std::memcpy(&got, rendered.data() + 2 * i, 2);
+		wrong += got != static_cast<int16_t>(sample_at(i) * 50 / 100);
+	}
+	CHECK(wrong == 0);
+}
+
+TEST_CASE("muted or at volume 0 the output paces as always (never early) and the back-end gets exact silence",
+	  "[mixer][timing]")
+{
+	/* The guest's bytes: never 0 and never 0x80, so neither format's silence can pass for them. */
+	const LinuxPcm::Source source = [](uint64_t offset, std::span<uint8_t> out) {
+		for (size_t i = 0; i < out.size(); i++) {
+			const auto b = static_cast<uint8_t>((offset + i) % 251 + 1);
+			out[i] = b == 0x80 ? 0x81 : b;
+		}
+	};
+	struct Silencer {
+		const char *name;
+		uint32_t control;
+		uint32_t value;
+	};
+	for (const Silencer &how : { Silencer{ "muted", Mixer::kPlaybackSwitch, 0 },
+				     Silencer{ "volume 0", Mixer::kPlaybackVolume, 0 } }) {
+		/* S16's silence is 0, U8's the midpoint 0x80. */
+		for (const uint8_t format : { vs::kFmtS16, vs::kFmtU8 }) {
+			INFO(how.name << ", " << vs::format_name(format));
+			SoundDaemon daemon(with_controls());
+			vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
+			SoundDriver snd(driver);
+			REQUIRE(write_value(snd, how.control, how.value) == vs::kStatusOk);
+
+			/* Linux's usual geometry: 4 periods of about 42.7 ms, stereo 48 kHz. */
+			PcmConfig config;
+			config.format = format;
+			config.period_bytes = 2048 * 2 * vs::format_info(format)->sample_bytes;
+			config.buffer_bytes = 4 * config.period_bytes;
+			const double byte_rate = 48000.0 * 2 * vs::format_info(format)->sample_bytes;
+			const size_t periods = 24; /* about 1 s */
+			const size_t data = periods * config.period_bytes;
+			const double nominal = double(data) / byte_rate;
+
+			LinuxPcm pcm(snd, 0, vs::Direction::Output, config);
+			const auto run = pcm.play(periods, source);
+			std::cout << fmt::format("timing: {} {}: {} periods ({:.4f} s of audio) took {:.4f} s ({:+.2f} %)\n",
+						 how.name, vs::format_name(format), periods, nominal, run.seconds,
+						 100 * (run.seconds - nominal) / nominal);
+			CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
+			CHECK(run.release_status == vs::kStatusOk);
+			/* Never early, with no allowance: run.seconds starts before START
+			 * reaches the device, whose clock starts at START; a period
+			 * completes only once the back-end consumed its last byte, and the
+			 * null clock never hands out a frame before it is due. A silenced
+			 * stream that completed periods as they arrive (or took silence
+			 * from the ring faster) would be early here. */
+			CHECK(run.seconds >= nominal);
+			/* Late only by scheduling on a loaded machine. */
+			CHECK(run.seconds <= nominal * 1.2 + 0.3);
+
+			/* Everything the back-end got is the format's silence: the data
+			 * periods and the periods Linux re-queued until STOP alike. */
+			const auto rendered = daemon.rendered();
+			CHECK(rendered.size() >= data);
+			const uint8_t silence = format == vs::kFmtU8 ? 0x80 : 0x00;
+			const size_t wrong = static_cast<size_t>(std::count_if(
+				rendered.begin(), rendered.end(), [&](uint8_t b) { return b != silence; }));
+			CHECK(wrong == 0);
+		}
+	}
 }
 
 TEST_CASE("capture at 50 %: every captured sample halved", "[mixer]")

@@ -247,6 +247,25 @@ TEST_CASE("vhostctl: every subcommand against a running daemon, its output and e
 		CHECK(r.out.find(word) != std::string::npos);
 }
 
+TEST_CASE("vhostctl status: the back-end's details, one line each under the summary", "[vhostctl][process]")
+{
+	OpenDir dir;
+	const std::string out = dir.path + "/out.wav";
+	Daemon daemon(dir, { "--backend", "file", "--output-file", out });
+	const Result r = vhostctl({ "-s", daemon.ctl, "status" });
+	CHECK(r.status == 0);
+	INFO(r.out);
+	std::istringstream table(r.out);
+	std::vector<std::string> lines;
+	for (std::string line; std::getline(table, line);)
+		lines.push_back(line);
+	REQUIRE(lines.size() >= 3);
+	CHECK(lines[0].rfind("vhost-sound 0.1.0, back-end file, guest not connected", 0) == 0);
+	/* No stream has started an output file yet: the path given only. */
+	CHECK(lines[1] == "  back-end output_file: " + out);
+	CHECK(std::regex_match(lines[2], std::regex("ID +DIR +ENABLED .*")));
+}
+
 TEST_CASE("vhostctl: an ERR reply exits 1: a foreign uid refused, then let in with --control-allow-uid", "[vhostctl][process]")
 {
 	if (!root_or_fail("this test switches uids") || !program_or_fail("setpriv"))

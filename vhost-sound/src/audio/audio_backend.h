@@ -125,6 +125,14 @@ public:
 	virtual uint64_t xruns() const = 0;
 	/** \brief One line for STATUS: what the back-end does with the ring, e.g. "null clock 10ms". */
 	virtual std::string describe() const = 0;
+	/**
+	 * \brief This host stream's own details for STATUS, as key and value
+	 * (the ALSA PCM's name and the period and buffer it really got, the
+	 * PipeWire node id, ...); none by default. Called on the loop's thread,
+	 * so it may only read what the loop owns, constants and atomics, or
+	 * what it takes a lock for that the real-time path never holds long.
+	 */
+	virtual std::vector<std::pair<std::string, std::string>> details() const { return {}; }
 };
 
 /**
@@ -141,7 +149,9 @@ public:
 	virtual PcmCapabilities capabilities(Direction direction) const = 0;
 	/**
 	 * \brief The back-end's own details for STATUS, as key and value (the
-	 * ALSA device, PipeWire node ids, ...); none by default.
+	 * ALSA devices, the PipeWire remote, the files, ...); none by default.
+	 * What belongs to one open stream is BackendStream::details(). Loop
+	 * thread.
 	 */
 	virtual std::vector<std::pair<std::string, std::string>> details() const { return {}; }
 	/**

@@ -171,8 +171,15 @@ json ControlCommands::status() const
 				  { "name", id == Jacks::kLineOut ? "line-out" : "microphone" },
 				  { "connected", device_.jacks().connected(id) } });
 	json streams = json::array();
-	for (const auto &s : device_.stream_stats())
+	for (const auto &s : device_.stream_stats()) {
 		streams.push_back(stream_json(s));
+		/* Keyed by direction (one stream each), the word SET and TOGGLE
+		 * use: a VM manager looks up "output.node_id" without first
+		 * finding the stream's id. Flat strings, so that schema 1's
+		 * backend.details keeps its shape. */
+		for (const auto &[key, value] : device_.stream(s.id).host_details())
+			details[fmt::format("{}.{}", virtio_snd::direction_name(s.direction), key)] = value;
+	}
 	const uint64_t features = device_.negotiated_features();
 	return {
 		{ "schema", control::kSchema },

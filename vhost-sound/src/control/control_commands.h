@@ -8,7 +8,8 @@
  *
  *     {"schema":1, "version", "uptime_s",
  *      "guest":   {"connected", "features", "features_hex"},
- *      "backend": {"name", "details": {...}},
+ *      "backend": {"name", "details": {key: string, ...}},  (the back-end's own, then
+ *                  each open host stream's as "<direction>.<key>", e.g. "output.node_id")
  *      "jacks":   [{"id", "name", "connected"}],
  *      "streams": [{"id", "direction", "enabled", "state",
  *                   "format", "rate", "channels", "buffer_bytes", "period_bytes",  (null before SET_PARAMS)

@@ -534,6 +534,13 @@ PcmStream::Stats PcmStream::stats() const
 	return s;
 }
 
+std::vector<std::pair<std::string, std::string>> PcmStream::host_details() const
+{
+	if (!host_)
+		return {};
+	return host_->details();
+}
+
 void PcmStream::reset()
 {
 	pending_.clear();

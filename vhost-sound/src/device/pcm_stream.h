@@ -185,6 +185,12 @@ public:
 	uint32_t gain() const { return gain_; }
 
 	Stats stats() const;
+	/**
+	 * \brief BackendStream::details() of the open host stream (none while
+	 * closed), for STATUS. Not part of stats(), which ControlEvents reads
+	 * every second while a stream runs: a back-end may take a lock for it.
+	 */
+	std::vector<std::pair<std::string, std::string>> host_details() const;
 
 	/** \brief Device reset: forget kept messages, close the host stream, back to Idle. */
 	void reset();

@@ -60,6 +60,18 @@ constexpr unsigned kOwedTicks = 2;
 /* More xruns than this within one second: the device is gone in all but name. */
 constexpr unsigned kXrunStormPerSecond = 100;
 
+/* The most audio the host buffer holds, whatever the guest's buffer: what
+ * the host adds to the guest's own latency stays below this. */
+constexpr unsigned kMaxHostBufferMs = 200;
+
+/* A clocked playback PCM holding less than this many ticks of audio while
+ * the ring is empty is topped up with silence to that: the thread looks
+ * again a tick later, so it may wake two ticks late before the PCM runs
+ * dry. Small, because the silence written delays the guest's next samples,
+ * and the PCM still holding more is left alone (the loop refills the ring
+ * well within that). */
+constexpr unsigned kSilenceGuardTicks = 3;
+
 struct PcmCloser {
 	void operator()(snd_pcm_t *pcm) const { snd_pcm_close(pcm); }
 };
@@ -153,7 +165,7 @@ struct Geometry {
 /* hw and sw params for \a params: the exact format, rate and channels, a host
  * period no larger than the guest's where the device allows it (so
  * consumption, and therefore completions, follow the guest's period clock),
- * two periods of buffer. */
+ * and a buffer derived from the guest's (see below). */
 int configure(snd_pcm_t *pcm, const PcmParams &params, Geometry &geometry, std::string &step)
 {
 	snd_pcm_hw_params_t *raw_hw = nullptr;
@@ -188,9 +200,19 @@ int configure(snd_pcm_t *pcm, const PcmParams &params, Geometry &geometry, std::
 	dir = 0;
 	if ((err = snd_pcm_hw_params_set_period_size_near(pcm, hw.get(), &period, &dir)) < 0)
 		return fail(fmt::format("period of {} frames", guest_period));
-	snd_pcm_uframes_t buffer = 2 * period;
+	/* The host buffer follows the guest's buffer_bytes: the depth the guest
+	 * chose is the latency it accepts and its margin against late wake-ups,
+	 * and the host needs no more than that. At least two host periods (one
+	 * plays while the next is written), at most kMaxHostBufferMs of audio (a
+	 * guest with a deep buffer must not have its latency doubled); the
+	 * device then rounds it to what it allows. */
+	const snd_pcm_uframes_t guest_buffer = params.buffer_bytes / params.frame_bytes();
+	const snd_pcm_uframes_t most = std::max<snd_pcm_uframes_t>(
+		2 * period, snd_pcm_uframes_t{params.rate_hz()} * kMaxHostBufferMs / 1000);
+	const snd_pcm_uframes_t wanted = std::clamp<snd_pcm_uframes_t>(guest_buffer, 2 * period, most);
+	snd_pcm_uframes_t buffer = wanted;
 	if ((err = snd_pcm_hw_params_set_buffer_size_near(pcm, hw.get(), &buffer)) < 0)
-		return fail(fmt::format("buffer of {} frames", 2 * period));
+		return fail(fmt::format("buffer of {} frames", wanted));
 	if ((err = snd_pcm_hw_params(pcm, hw.get())) < 0)
 		return fail("hw_params");
 	snd_pcm_hw_params_get_period_size(hw.get(), &period, &dir);
@@ -227,15 +249,18 @@ public:
 		: notifier_(io, [this] { on_loop(); }), pcm_(std::move(pcm)), device_(std::move(device)),
 		  params_(params), geometry_(geometry), frame_bytes_(params.frame_bytes()), ring_(ring),
 		  listener_(listener), stop_event_(vhostpp::EventFd::create()),
-		  bounce_(geometry.period * frame_bytes_),
+		  bounce_(geometry.period * frame_bytes_), silence_(geometry.period * frame_bytes_),
 		  tick_(FrameClock::tick_interval(params)),
 		  tick_frames_(std::max<uint64_t>(FrameClock(params).frames_in(tick_), 1))
 	{
+		/* Filled once here: the thread writes it as it is, never allocates. */
+		vs::fill_silence(params.format, silence_.data(), silence_.size());
 		const int n = snd_pcm_poll_descriptors_count(pcm_.get());
 		pollfds_.resize(std::max(n, 0) + 1);
 		if (n > 0)
 			snd_pcm_poll_descriptors(pcm_.get(), pollfds_.data(), n);
 		pollfds_.back() = { stop_event_.fd(), POLLIN, 0 };
+		details_ = read_details();
 	}
 
 	~AlsaStream() override { stop(); }
@@ -314,8 +339,43 @@ public:
 				   geometry_.buffer, clock);
 	}
 
+	std::vector<std::pair<std::string, std::string>> details() const override
+	{
+		auto details = details_;
+		/* The clock the stream found: known once it ran, an atomic. */
+		details.emplace_back("clock", lost_error_.load() ? "lost"
+					      : paced_.load()   ? "paced"
+								: "device");
+		return details;
+	}
+
 private:
 	/* ---- loop thread ---- */
+
+	/*
+	 * Read once, here, before the stream's thread exists: alsa-lib's PCM
+	 * handle is not to be used from two threads, and none of this changes
+	 * while the PCM stays open (hw params are fixed until it is closed).
+	 */
+	std::vector<std::pair<std::string, std::string>> read_details() const
+	{
+		std::vector<std::pair<std::string, std::string>> d;
+		d.emplace_back("pcm", device_);
+		d.emplace_back("pcm_type", snd_pcm_type_name(snd_pcm_type(pcm_.get())));
+		snd_pcm_info_t *info = nullptr;
+		snd_pcm_info_alloca(&info);
+		/* A plugin without hardware below it (null, file) may have no info. */
+		if (snd_pcm_info(pcm_.get(), info) == 0) {
+			d.emplace_back("pcm_info_name", snd_pcm_info_get_name(info));
+			if (snd_pcm_info_get_card(info) >= 0) {
+				d.emplace_back("card", std::to_string(snd_pcm_info_get_card(info)));
+				d.emplace_back("device", std::to_string(snd_pcm_info_get_device(info)));
+			}
+		}
+		d.emplace_back("period_frames", std::to_string(geometry_.period));
+		d.emplace_back("buffer_frames", std::to_string(geometry_.buffer));
+		return d;
+	}
 
 	void on_loop()
 	{
@@ -398,6 +458,8 @@ private:
 				return;
 			}
 			frames_since_start_ += moved;
+			if (moved > 0)
+				in_xrun_ = false;
 			snd_pcm_sframes_t delay = 0;
 			const bool have_delay = snd_pcm_delay(pcm_.get(), &delay) == 0;
 			if (output && !classified && have_delay) {
@@ -420,12 +482,46 @@ private:
 			return;
 		}
 		/* The ring is empty (output) or full (input): the loop refills or
-		 * drains it after our last notification; if it does not in time the
-		 * device underruns or overruns, and that is counted. A short sound
+		 * drains it after our last notification. Input: if it does not in
+		 * time the device overruns, and that is counted. Output: a running
+		 * PCM about to run dry gets silence instead (below); a short sound
 		 * below the start threshold must not stay queued forever. */
-		if (output && snd_pcm_state(pcm_.get()) == SND_PCM_STATE_PREPARED && frames_since_start_ > 0)
-			snd_pcm_start(pcm_.get());
+		if (output) {
+			const snd_pcm_state_t state = snd_pcm_state(pcm_.get());
+			if (state == SND_PCM_STATE_PREPARED && frames_since_start_ > 0)
+				snd_pcm_start(pcm_.get());
+			else if (state == SND_PCM_STATE_RUNNING && !fill_silence_if_low(avail))
+				return;
+		}
 		wait(Clock::now() + tick_, false);
+	}
+
+	/*
+	 * The ring is empty and the clocked PCM has \a avail frames of room: when
+	 * it holds less than kSilenceGuardTicks of audio, top it up to that with
+	 * silence and count an underrun (once per episode). The device then plays
+	 * silence without ever running dry (no -EPIPE, no re-prepare, no restart
+	 * at the start threshold), and the guest's next samples follow a short
+	 * gap of silence as soon as the loop refills the ring. False when the
+	 * write failed (recovered; the caller returns at once).
+	 */
+	bool fill_silence_if_low(snd_pcm_sframes_t avail)
+	{
+		const auto room = static_cast<snd_pcm_uframes_t>(avail);
+		const snd_pcm_uframes_t queued = geometry_.buffer - std::min(room, geometry_.buffer);
+		const uint64_t guard = kSilenceGuardTicks * tick_frames_;
+		if (queued >= guard)
+			return true;
+		const auto frames = static_cast<size_t>(
+			std::min<uint64_t>({ guard - queued, room, geometry_.period }));
+		const snd_pcm_sframes_t r = write_silence(frames);
+		if (r < 0) {
+			recover(static_cast<int>(r));
+			return false;
+		}
+		if (r > 0)
+			count_xrun(true);
+		return true;
 	}
 
 	/* One tick of the FrameClock: move the frames that became due. */
@@ -465,6 +561,11 @@ private:
 		const uint64_t owed = std::min<uint64_t>(missing, kOwedTicks * tick_frames_);
 		clock.owe(owed);
 		count_xrun(missing > owed);
+		/* Nothing is written for the frames given up: a PCM without a clock
+		 * plays nothing in real time, so silence would only be inserted into
+		 * what it records (a file), and when it is this thread that woke late
+		 * (a loaded host), in the middle of samples the guest gave in time.
+		 * The clock moving on is the silence, as with the null back-end. */
 		notifier_.notify();
 	}
 
@@ -483,6 +584,13 @@ private:
 		if (r > 0)
 			ring_.commit_read(static_cast<size_t>(r) * frame_bytes_);
 		return r;
+	}
+
+	/* \a frames (at most a host period) of the format's silence -> PCM. */
+	snd_pcm_sframes_t write_silence(size_t frames)
+	{
+		const snd_pcm_sframes_t r = snd_pcm_writei(pcm_.get(), silence_.data(), frames);
+		return r == -EAGAIN ? 0 : r;
 	}
 
 	/* PCM -> ring. */
@@ -582,6 +690,8 @@ private:
 	BackendStreamListener &listener_;
 	vhostpp::EventFd stop_event_;
 	std::vector<uint8_t> bounce_;
+	/* A host period of the format's silence (0x80 for U8 ...). */
+	std::vector<uint8_t> silence_;
 	std::vector<pollfd> pollfds_;
 	const std::chrono::nanoseconds tick_;
 	const uint64_t tick_frames_;
@@ -601,6 +711,7 @@ private:
 	/* The loop's own. */
 	bool lost_logged_ = false;
 	bool paced_logged_ = false;
+	std::vector<std::pair<std::string, std::string>> details_;
 
 	std::thread thread_;
 };
@@ -634,6 +745,12 @@ AlsaBackend::AlsaBackend(boost::asio::io_context &io, AlsaOptions options)
 		options_.capture_device = options_.playback_device;
 	for (Direction d : { Direction::Output, Direction::Input })
 		caps_[static_cast<size_t>(d)] = probe(device(d), d).value_or(default_capabilities());
+}
+
+std::vector<std::pair<std::string, std::string>> AlsaBackend::details() const
+{
+	return { { "playback_device", options_.playback_device },
+		 { "capture_device", options_.capture_device } };
 }
 
 const std::string &AlsaBackend::device(Direction direction) const

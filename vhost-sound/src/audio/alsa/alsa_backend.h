@@ -49,6 +49,10 @@ std::optional<snd_pcm_format_t> alsa_format(uint8_t format) noexcept;
  * through a LoopNotifier. A PCM that takes or gives frames faster than real
  * time (alsa-lib's null, a file plugin over null: no clock) is paced to the
  * nominal rate with the stream's FrameClock; a PCM with a clock keeps it.
+ *
+ * An open stream's details (STATUS): pcm, pcm_type, pcm_info_name (and
+ * card, device for hardware), the period_frames and buffer_frames the PCM
+ * really took, and clock (device, paced or lost).
  */
 class AlsaBackend : public AudioBackend
 {
@@ -58,6 +62,8 @@ public:
 
 	std::string_view name() const override { return "alsa"; }
 	PcmCapabilities capabilities(Direction direction) const override;
+	/** \brief playback_device, capture_device: the PCM names opened. */
+	std::vector<std::pair<std::string, std::string>> details() const override;
 	std::unique_ptr<BackendStream> open(const PcmParams &params, ByteRing &ring,
 					    BackendStreamListener &listener) override;
 

@@ -470,6 +470,21 @@ std::shared_ptr<OutputFile> FileBackend::output_for(const wav::WavFormat &format
 	return current_output_;
 }
 
+std::vector<std::pair<std::string, std::string>> FileBackend::details() const
+{
+	std::vector<std::pair<std::string, std::string>> d;
+	if (options_.output_path)
+		d.emplace_back("output_file", *options_.output_path);
+	if (current_output_)
+		d.emplace_back("current_output_file", current_output_->path());
+	if (options_.input_path) {
+		d.emplace_back("input_file", *options_.input_path);
+		if (options_.input_loop)
+			d.emplace_back("input_loop", "on");
+	}
+	return d;
+}
+
 std::unique_ptr<BackendStream> FileBackend::open(const PcmParams &params, ByteRing &ring,
 						 BackendStreamListener &listener)
 {

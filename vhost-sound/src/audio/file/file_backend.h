@@ -62,6 +62,13 @@ public:
 
 	std::string_view name() const override { return "file"; }
 	/**
+	 * \brief output_file and input_file (the paths given, each only when
+	 * set; input_loop with --input-loop), current_output_file: the file
+	 * playback goes to now (out-2.wav ... after a format change or a full
+	 * file), once a stream has started one.
+	 */
+	std::vector<std::pair<std::string, std::string>> details() const override;
+	/**
 	 * \brief Output (with an output file): every format wav_formats() holds,
 	 * every rate, 1 to 8 channels. Input (with an input file): the file's
 	 * format, rate and channels only. A direction without a file: the null

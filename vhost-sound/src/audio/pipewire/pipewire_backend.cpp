@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/program_options/value_semantic.hpp>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
 #include <mutex>
@@ -304,6 +305,32 @@ public:
 				   pw_stream_state_as_string(state), quantum_, params_.rate_hz());
 	}
 
+	/*
+	 * node_name always; while on PipeWire node_id (once PipeWire has bound
+	 * the node: not yet right after pw_stream_connect()) and the stream's
+	 * state. The node id is read under the thread loop's lock: PipeWire sets
+	 * it on that thread, and the data thread never takes the lock.
+	 */
+	std::vector<std::pair<std::string, std::string>> details() const override
+	{
+		std::vector<std::pair<std::string, std::string>> d;
+		d.emplace_back("node_name", node_name_);
+		if (!pw_) {
+			d.emplace_back("stream_state", "none (PipeWire away)");
+			return d;
+		}
+		uint32_t id;
+		{
+			ThreadLoopLock lock(backend_.thread_loop_);
+			id = pw_stream_get_node_id(pw_);
+		}
+		if (id != SPA_ID_INVALID)
+			d.emplace_back("node_id", std::to_string(id));
+		const auto state = static_cast<pw_stream_state>(state_.load(std::memory_order_relaxed));
+		d.emplace_back("stream_state", pw_stream_state_as_string(state));
+		return d;
+	}
+
 	bool has_pw_stream() const { return pw_ != nullptr; }
 
 	/* With the thread loop locked: put this stream on PipeWire through \a core. */
@@ -594,6 +621,12 @@ PipeWireBackend::PipeWireBackend(boost::asio::io_context &io, PipeWireSettings s
 	  }),
 	  retry_(io), backoff_(kFirstRetry)
 {
+	/* What libpipewire connects to without PW_KEY_REMOTE_NAME: $PIPEWIRE_REMOTE, else its default. */
+	const char *env_remote = std::getenv("PIPEWIRE_REMOTE");
+	if (!settings_.remote.empty())
+		remote_name_ = settings_.remote;
+	else
+		remote_name_ = env_remote && *env_remote ? env_remote : PW_DEFAULT_REMOTE;
 	pw_init(nullptr, nullptr);
 	thread_loop_ = pw_thread_loop_new("vhost-sound-pw", nullptr);
 	if (!thread_loop_)
@@ -626,6 +659,17 @@ PipeWireBackend::~PipeWireBackend()
 	pw_context_destroy(context_);
 	pw_thread_loop_destroy(thread_loop_);
 	pw_deinit();
+}
+
+std::vector<std::pair<std::string, std::string>> PipeWireBackend::details() const
+{
+	std::vector<std::pair<std::string, std::string>> d = {
+		{ "remote", remote_name_ },
+		{ "connection", core_ ? "connected" : "disconnected (retrying while a stream is open)" },
+	};
+	if (!settings_.target.empty())
+		d.emplace_back("target", settings_.target);
+	return d;
 }
 
 PcmCapabilities PipeWireBackend::capabilities(Direction) const

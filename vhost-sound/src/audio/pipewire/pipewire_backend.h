@@ -63,6 +63,11 @@ public:
 	PipeWireBackend &operator=(const PipeWireBackend &) = delete;
 
 	std::string_view name() const override { return "pipewire"; }
+	/**
+	 * \brief remote (the daemon's socket name), connection, target (when
+	 * pinned); each open stream adds node_name, node_id and stream_state.
+	 */
+	std::vector<std::pair<std::string, std::string>> details() const override;
 	/** \brief The formats PipeWire's converter handles, every rate of the spec, 1 to 8 channels. */
 	PcmCapabilities capabilities(Direction direction) const override;
 	std::unique_ptr<BackendStream> open(const PcmParams &params, ByteRing &ring,
@@ -83,6 +88,8 @@ private:
 
 	boost::asio::io_context &io_;
 	const PipeWireSettings settings_;
+	/* The socket name connect() reaches: --pipewire-remote, $PIPEWIRE_REMOTE or the default. */
+	std::string remote_name_;
 	/* Keeps a stream's pace while PipeWire is away. */
 	NullBackend fallback_;
 
