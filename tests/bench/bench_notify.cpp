@@ -208,15 +208,19 @@ int main(int argc, char **argv)
 	auto periods = static_cast<unsigned>(std::max(4.0, seconds * 1000.0 / period_ms));
 	std::printf("steady audio: %u periods of %.1f ms (48 kHz, 480 frames), 4 in flight\n",
 		    periods, period_ms);
-	std::printf("  %-9s %8s %13s %13s\n", "EVENT_IDX", "periods", "kicks/period",
-		    "calls/period");
+	std::printf("  %-9s %8s %13s %13s %9s %9s\n", "EVENT_IDX", "periods", "kicks/period",
+		    "calls/period", "kicks/s", "calls/s");
 	Counts steady_counts[2];
 	for (bool e : {false, true}) {
+		double t0 = now_s();
 		Counts c = steady(e, periods, period_ms);
+		double t = now_s() - t0;
 		ok = ok && c.ok;
 		steady_counts[e] = c;
-		std::printf("  %-9s %8lu %13.3f %13.3f%s\n", e ? "on" : "off", c.chains,
+		/* Per second of wall time: the notifications the stream costs. */
+		std::printf("  %-9s %8lu %13.3f %13.3f %9.1f %9.1f%s\n", e ? "on" : "off", c.chains,
 			    double(c.kicks) / double(c.chains), double(c.calls) / double(c.chains),
+			    double(c.kicks) / t, double(c.calls) / t,
 			    c.ok ? "" : "  (FAILED: no completion for 2 s)");
 	}
 	std::printf("  EVENT_IDX saves %.1f %% of kicks and %.1f %% of calls\n",
@@ -227,11 +231,11 @@ int main(int argc, char **argv)
 
 	std::printf("saturation: %lu chains, ring 256 kept full, %u repetitions (median)\n", chains,
 		    reps);
-	std::printf("  %-9s %12s %12s %12s\n", "EVENT_IDX", "kicks/chain", "calls/chain",
-		    "Mchains/s");
+	std::printf("  %-9s %12s %12s %12s %12s %12s\n", "EVENT_IDX", "kicks/chain", "calls/chain",
+		    "Mchains/s", "kicks/s", "calls/s");
 	double per[2][2] = {};
 	for (bool e : {false, true}) {
-		std::vector<double> k, cl, rate;
+		std::vector<double> k, cl, rate, ks, cs;
 		for (unsigned i = 0; i < reps; i++) {
 			double t0 = now_s();
 			Counts c = saturated(e, chains);
@@ -240,11 +244,13 @@ int main(int argc, char **argv)
 			k.push_back(double(c.kicks) / double(c.chains));
 			cl.push_back(double(c.calls) / double(c.chains));
 			rate.push_back(double(c.chains) / t / 1e6);
+			ks.push_back(double(c.kicks) / t);
+			cs.push_back(double(c.calls) / t);
 		}
 		per[e][0] = summarise(k).median;
 		per[e][1] = summarise(cl).median;
-		std::printf("  %-9s %12.4f %12.4f %12.3f\n", e ? "on" : "off", per[e][0], per[e][1],
-			    summarise(rate).median);
+		std::printf("  %-9s %12.4f %12.4f %12.3f %12.0f %12.0f\n", e ? "on" : "off", per[e][0],
+			    per[e][1], summarise(rate).median, summarise(ks).median, summarise(cs).median);
 	}
 	std::printf("  EVENT_IDX saves %.1f %% of kicks and %.1f %% of calls\n",
 		    100.0 * (1.0 - per[1][0] / per[0][0]), 100.0 * (1.0 - per[1][1] / per[0][1]));

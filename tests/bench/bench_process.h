@@ -2,7 +2,8 @@
 /**
  * \file bench_process.h
  * \brief Daemons the benchmarks start: any command line, with {socket}
- * replaced by a fresh socket path in a private directory.
+ * replaced by a fresh socket path in a private directory and {dir} by that
+ * directory (for a daemon's other files, e.g. its control socket).
  */
 #pragma once
 
@@ -53,7 +54,7 @@ public:
 			throw std::runtime_error("mkdtemp failed");
 		dir_ = tmpl;
 		socket_ = dir_ + "/vhost.sock";
-		command_ = replace_all(command_template, "{socket}", socket_);
+		command_ = replace_all(replace_all(command_template, "{socket}", socket_), "{dir}", dir_);
 		std::vector<std::string> args{"/bin/sh", "-c", "exec " + command_};
 		std::vector<char *> argv;
 		for (auto &a : args)
@@ -88,6 +89,8 @@ public:
 	Spawned &operator=(const Spawned &) = delete;
 
 	pid_t pid() const { return pid_; }
+	/** \brief The private directory ({dir}), removed with the daemon. */
+	const std::string &dir() const { return dir_; }
 	const std::string &socket() const { return socket_; }
 	const std::string &command() const { return command_; }
 

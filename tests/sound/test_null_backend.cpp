@@ -59,15 +59,37 @@ TEST_CASE("the null back-end advertises every linear format, every rate, 1-8 cha
 	}
 }
 
-TEST_CASE("the tick is a quarter period, between 1 and 10 ms", "[null_backend]")
+TEST_CASE("the tick divides the period: at least four ticks, each 1 to 10 ms", "[null_backend]")
 {
 	using namespace std::chrono_literals;
 	auto p = stereo48k(Direction::Output);
-	CHECK(FrameClock::tick_interval(p) == 10ms); /* 42.7 ms period */
-	p.period_bytes = 1920;                       /* 10 ms period */
+	/* 42.7 ms period: five ticks of 8.53 ms (rounded up to the ns), not a 10 ms grid. */
+	CHECK(FrameClock::tick_interval(p) == 8533334ns);
+	p.period_bytes = 7680; /* 40 ms period */
+	CHECK(FrameClock::tick_interval(p) == 10ms);
+	p.period_bytes = 1920; /* 10 ms period */
 	CHECK(FrameClock::tick_interval(p) == 2500us);
 	p.period_bytes = 64;
 	CHECK(FrameClock::tick_interval(p) == 1ms);
+	p.period_bytes = 192000; /* 1 s period: a hundred 10 ms ticks */
+	CHECK(FrameClock::tick_interval(p) == 10ms);
+}
+
+TEST_CASE("FrameClock: every period of Linux's default ends exactly on a tick", "[frame_clock]")
+{
+	/* 2048-frame periods at 48 kHz: period k is due at tick 5k, not one
+	 * frame short of it (which would complete it a tick late), and not yet
+	 * at tick 5k - 1; over an hour of periods. */
+	const auto params = stereo48k(Direction::Output);
+	FrameClock clock(params);
+	const auto tick = clock.tick();
+	for (uint64_t k = 1; k <= 85000; k++) {
+		const auto due = clock.frames_in(tick * int64_t(5 * k));
+		const auto before = clock.frames_in(tick * int64_t(5 * k - 1));
+		if (due < 2048 * k || before >= 2048 * k) {
+			FAIL("period " << k << ": " << before << " then " << due << " frames");
+		}
+	}
 }
 
 TEST_CASE("the null sink consumes at the stream's rate from the clock", "[null_backend][timing]")
@@ -85,7 +107,7 @@ TEST_CASE("the null sink consumes at the stream's rate from the clock", "[null_b
 
 	auto stream = backend.open(params, ring, listener);
 	REQUIRE(stream);
-	CHECK(stream->lookahead_bytes() == 3 * 480 * 4); /* three 10 ms ticks */
+	CHECK(stream->lookahead_bytes() == 1228 * 4); /* three 8.53 ms ticks */
 
 	const auto t0 = Clock::now();
 	REQUIRE(stream->start());
@@ -224,7 +246,8 @@ TEST_CASE("FrameClock: frames due at the nominal rate, never owed twice, ahead f
 TEST_CASE("FrameClock: ticks on an absolute grid, late callers skip missed points", "[frame_clock]")
 {
 	using namespace std::chrono_literals;
-	auto params = stereo48k(Direction::Output); /* 42.7 ms period: a 10 ms tick */
+	auto params = stereo48k(Direction::Output);
+	params.period_bytes = 7680; /* 40 ms period: a 10 ms tick */
 	FrameClock clock(params);
 	const auto t0 = FrameClock::Clock::time_point{} + 1000s;
 	clock.start(t0);
@@ -241,7 +264,8 @@ TEST_CASE("FrameClock: ticks on an absolute grid, late callers skip missed point
 TEST_CASE("FrameClock: an early or repeated call does not overshoot the next tick", "[frame_clock]")
 {
 	using namespace std::chrono_literals;
-	auto params = stereo48k(Direction::Output); /* 42.7 ms period: a 10 ms tick */
+	auto params = stereo48k(Direction::Output);
+	params.period_bytes = 7680; /* 40 ms period: a 10 ms tick */
 	FrameClock clock(params);
 	const auto t0 = FrameClock::Clock::time_point{} + 1000s;
 	clock.start(t0);

@@ -16,8 +16,16 @@ std::chrono::nanoseconds FrameClock::tick_interval(const PcmParams &params)
 	const uint64_t rate = params.byte_rate();
 	if (!rate || !params.period_bytes)
 		return 10ms;
-	const std::chrono::nanoseconds period{ uint64_t{params.period_bytes} * 1000000000u / rate };
-	return std::clamp<std::chrono::nanoseconds>(period / 4, 1ms, 10ms);
+	/* A whole number of ticks per period (at least four, each at most
+	 * 10 ms), so that every period ends on a tick: a period the guest
+	 * re-queued completes exactly one period after the last, not up to a
+	 * tick later (Linux's default 42.7 ms period on a 10 ms grid completed
+	 * 40 or 50 ms apart). Rounded up to the nanosecond: the frames due at
+	 * the n-th tick then reach the period's end, never one frame short. */
+	const uint64_t period_ns = uint64_t{params.period_bytes} * 1000000000u;
+	const uint64_t ticks = std::max<uint64_t>(4, (period_ns + rate * 10000000u - 1) / (rate * 10000000u));
+	const std::chrono::nanoseconds tick{ (period_ns + rate * ticks - 1) / (rate * ticks) };
+	return std::clamp<std::chrono::nanoseconds>(tick, 1ms, 10ms);
 }
 
 uint64_t FrameClock::frames_in(Clock::duration elapsed) const

@@ -31,7 +31,10 @@ public:
 	/** \brief A clock of \a params' rate, ticking every tick_interval(params). */
 	explicit FrameClock(const PcmParams &params);
 
-	/** \brief The tick for \a params: a quarter period, between 1 and 10 ms. */
+	/**
+	 * \brief The tick for \a params: the period divided into the fewest
+	 * whole ticks (at least four) of at most 10 ms; at least 1 ms.
+	 */
 	static std::chrono::nanoseconds tick_interval(const PcmParams &params);
 
 	Clock::duration tick() const { return tick_; }
