@@ -255,11 +255,6 @@ public:
 	{
 		/* Filled once here: the thread writes it as it is, never allocates. */
 		vs::fill_silence(params.format, silence_.data(), silence_.size());
-		const int n = snd_pcm_poll_descriptors_count(pcm_.get());
-		pollfds_.resize(std::max(n, 0) + 1);
-		if (n > 0)
-			snd_pcm_poll_descriptors(pcm_.get(), pollfds_.data(), n);
-		pollfds_.back() = { stop_event_.fd(), POLLIN, 0 };
 		details_ = read_details();
 	}
 
@@ -423,7 +418,7 @@ private:
 		while (!quit_.load(std::memory_order_relaxed)) {
 			if (paced_.load(std::memory_order_relaxed)) {
 				paced_tick(clock);
-				wait(clock.next_tick(Clock::now()), false);
+				wait(clock.next_tick(Clock::now()));
 				continue;
 			}
 			clocked_step(clock, classified);
@@ -445,6 +440,18 @@ private:
 		const snd_pcm_sframes_t avail = snd_pcm_avail_update(pcm_.get());
 		if (avail < 0) {
 			recover(static_cast<int>(avail));
+			return;
+		}
+		/*
+		 * Move a period at a time (output: unless the device runs low), as
+		 * the PCM's avail_min says. Moving whatever little the PCM has as
+		 * soon as it has it turns the thread and the loop into a ping-pong
+		 * of tiny transfers.
+		 */
+		if (static_cast<snd_pcm_uframes_t>(avail) < geometry_.period &&
+		    (!output || (snd_pcm_state(pcm_.get()) == SND_PCM_STATE_RUNNING &&
+				 !running_low(avail)))) {
+			wait(Clock::now() + tick_);
 			return;
 		}
 		/* What the ring can give (output) or take (input). */
@@ -478,7 +485,7 @@ private:
 		}
 		if (avail == 0) {
 			/* The PCM is full (output) or has nothing yet (input). */
-			wait(Clock::now() + period_time(), true);
+			wait(Clock::now() + tick_);
 			return;
 		}
 		/* The ring is empty (output) or full (input): the loop refills or
@@ -493,7 +500,7 @@ private:
 			else if (state == SND_PCM_STATE_RUNNING && !fill_silence_if_low(avail))
 				return;
 		}
-		wait(Clock::now() + tick_, false);
+		wait(Clock::now() + tick_);
 	}
 
 	/*
@@ -505,10 +512,23 @@ private:
 	 * gap of silence as soon as the loop refills the ring. False when the
 	 * write failed (recovered; the caller returns at once).
 	 */
+	/* Frames queued in a playback PCM that has \a avail frames of room. */
+	uint64_t queued_frames(snd_pcm_sframes_t avail) const
+	{
+		const auto room = static_cast<snd_pcm_uframes_t>(avail);
+		return geometry_.buffer - std::min(room, geometry_.buffer);
+	}
+
+	/* Less than kSilenceGuardTicks of audio left in the playback PCM. */
+	bool running_low(snd_pcm_sframes_t avail) const
+	{
+		return queued_frames(avail) < kSilenceGuardTicks * tick_frames_;
+	}
+
 	bool fill_silence_if_low(snd_pcm_sframes_t avail)
 	{
 		const auto room = static_cast<snd_pcm_uframes_t>(avail);
-		const snd_pcm_uframes_t queued = geometry_.buffer - std::min(room, geometry_.buffer);
+		const uint64_t queued = queued_frames(avail);
 		const uint64_t guard = kSilenceGuardTicks * tick_frames_;
 		if (queued >= guard)
 			return true;
@@ -657,25 +677,21 @@ private:
 		in_xrun_ = short_now;
 	}
 
-	std::chrono::nanoseconds period_time() const
-	{
-		return std::chrono::nanoseconds(uint64_t{geometry_.period} * 1000000000u / params_.rate_hz());
-	}
-
-	/* Sleep until \a deadline, or until the PCM is ready when \a on_pcm, or until stop(). */
-	void wait(Clock::time_point deadline, bool on_pcm)
+	/*
+	 * Sleep until \a deadline or stop(). Never in the PCM's own poll
+	 * descriptors: PipeWire's ALSA plugin leaves its descriptor readable
+	 * while the PCM has nothing to move, and the thread then spun (measured:
+	 * 60 CPU s per audio minute through snd-load --loopback). A tick (a
+	 * quarter period, at most 10 ms) is soon enough for any device whose
+	 * buffer holds two periods.
+	 */
+	void wait(Clock::time_point deadline)
 	{
 		const auto left = std::max<Clock::duration>(deadline - Clock::now(), Clock::duration::zero());
 		const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
 		const timespec timeout{ static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000) };
-		pollfd *fds = on_pcm ? pollfds_.data() : &pollfds_.back();
-		const nfds_t count = on_pcm ? pollfds_.size() : 1;
-		if (::ppoll(fds, count, &timeout, nullptr) > 0 && on_pcm && pollfds_.size() > 1) {
-			/* Some plugins need their revents demangled to clear the wake-up. */
-			unsigned short revents = 0;
-			snd_pcm_poll_descriptors_revents(pcm_.get(), pollfds_.data(),
-							 static_cast<unsigned>(pollfds_.size() - 1), &revents);
-		}
+		pollfd stop{ stop_event_.fd(), POLLIN, 0 };
+		::ppoll(&stop, 1, &timeout, nullptr);
 	}
 
 	/* Declared first, destroyed last: no posted callback outlives the stream,
@@ -692,7 +708,6 @@ private:
 	std::vector<uint8_t> bounce_;
 	/* A host period of the format's silence (0x80 for U8 ...). */
 	std::vector<uint8_t> silence_;
-	std::vector<pollfd> pollfds_;
 	const std::chrono::nanoseconds tick_;
 	const uint64_t tick_frames_;
 
