@@ -71,6 +71,8 @@ constexpr unsigned kMaxHostBufferMs = 200;
  * and the PCM still holding more is left alone (the loop refills the ring
  * well within that). */
 constexpr unsigned kSilenceGuardTicks = 3;
+/* Periods a clocked playback PCM is filled to: the device's share of the guest's latency. */
+constexpr unsigned kQueuedPeriods = 2;
 
 struct PcmCloser {
 	void operator()(snd_pcm_t *pcm) const { snd_pcm_close(pcm); }
@@ -443,21 +445,26 @@ private:
 			return;
 		}
 		/*
-		 * Move a period at a time (output: unless the device runs low), as
-		 * the PCM's avail_min says. Moving whatever little the PCM has as
-		 * soon as it has it turns the thread and the loop into a ping-pong
-		 * of tiny transfers.
+		 * Move a period at a time, as the PCM's avail_min says: moving
+		 * whatever little the PCM has as soon as it has it turns the thread
+		 * and the loop into a ping-pong of tiny transfers. Output keeps at
+		 * most kQueuedPeriods queued, whatever the buffer size (the guest's
+		 * round trip is what the device holds), and tops up at once when it
+		 * runs low.
 		 */
-		if (static_cast<snd_pcm_uframes_t>(avail) < geometry_.period &&
-		    (!output || (snd_pcm_state(pcm_.get()) == SND_PCM_STATE_RUNNING &&
-				 !running_low(avail)))) {
+		const bool room = output ? queued_frames(avail) + geometry_.period <= fill_target()
+					 : static_cast<snd_pcm_uframes_t>(avail) >= geometry_.period;
+		if (!room && (!output || (snd_pcm_state(pcm_.get()) == SND_PCM_STATE_RUNNING &&
+					  !running_low(avail)))) {
 			wait(Clock::now() + tick_);
 			return;
 		}
 		/* What the ring can give (output) or take (input). */
 		const size_t ring_frames = (output ? ring_.readable() : ring_.writable()) / frame_bytes_;
-		const size_t n = std::min({ static_cast<size_t>(avail), ring_frames,
-					    static_cast<size_t>(geometry_.period) });
+		size_t n = std::min({ static_cast<size_t>(avail), ring_frames,
+				      static_cast<size_t>(geometry_.period) });
+		if (output)
+			n = std::min<uint64_t>(n, fill_target() - std::min(fill_target(), queued_frames(avail)));
 		if (n > 0) {
 			const snd_pcm_sframes_t moved = output ? write_frames(n) : read_frames(n);
 			if (moved < 0) {
@@ -517,6 +524,12 @@ private:
 	{
 		const auto room = static_cast<snd_pcm_uframes_t>(avail);
 		return geometry_.buffer - std::min(room, geometry_.buffer);
+	}
+
+	/* How much a playback PCM is filled to: two periods, or its whole buffer if smaller. */
+	uint64_t fill_target() const
+	{
+		return std::min<uint64_t>(geometry_.buffer, kQueuedPeriods * uint64_t{geometry_.period});
 	}
 
 	/* Less than kSilenceGuardTicks of audio left in the playback PCM. */
