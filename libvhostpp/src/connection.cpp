@@ -74,39 +74,19 @@ ssize_t recv_chunk(int socket, uint8_t *buf, size_t len, std::vector<UniqueFd> &
 void send_bytes(int socket, std::span<const uint8_t> bytes, std::span<const int> fds,
 		int timeout_ms)
 {
-	if (fds.size() > wire::kMaxFds)
-		throw std::system_error(EINVAL, std::generic_category(), "too many fds to send");
-
+	/* The fds go with the first bytes that leave; a message is never empty. */
 	size_t sent = 0;
 	bool fds_sent = fds.empty();
-	while (sent < bytes.size() || !fds_sent) {
-		alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * wire::kMaxFds)] = {};
-		iovec iov{const_cast<uint8_t *>(bytes.data() + sent), bytes.size() - sent};
-		msghdr mh{};
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		if (!fds_sent) {
-			mh.msg_control = control;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-			cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-			std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-		}
-		ssize_t n = ::sendmsg(socket, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				if (!wait_for(socket, POLLOUT, timeout_ms))
-					throw timeout_error("send");
-				continue;
-			}
-			throw std::system_error(errno, std::generic_category(), "sendmsg");
+	while (sent < bytes.size()) {
+		const size_t n = send_some(socket, bytes.subspan(sent),
+					   fds_sent ? std::span<const int>{} : fds);
+		if (n == 0) {
+			if (!wait_for(socket, POLLOUT, timeout_ms))
+				throw timeout_error("send");
+			continue;
 		}
 		fds_sent = true;
-		sent += static_cast<size_t>(n);
+		sent += n;
 	}
 }
 
