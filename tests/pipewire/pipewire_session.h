@@ -230,12 +230,18 @@ public:
 			   [&] { return std::filesystem::exists(dir_ + "/run/pipewire-0"); });
 		manager_ = std::make_unique<Child>(
 			std::vector<std::string>{ "wireplumber", "-c", "wireplumber.conf" }, dir_ + "/wireplumber.log");
-		/* WirePlumber is ready when it has chosen the default sink and source. */
-		wait_until("WirePlumber's default sink and source", 20s, [&] {
-			const auto d = dump();
-			return default_node(d, "default.audio.sink") == "test-sink" &&
-			       default_node(d, "default.audio.source") == "test-source";
-		});
+		/* WirePlumber is ready when it has chosen the default sink and source
+		 * (a generous 60 s: a restart beside a ThreadSanitizer build once
+		 * took more than 20 s; the logs say what it was doing if not). */
+		try {
+			wait_until("WirePlumber's default sink and source", 60s, [&] {
+				const auto d = dump();
+				return default_node(d, "default.audio.sink") == "test-sink" &&
+				       default_node(d, "default.audio.source") == "test-source";
+			});
+		} catch (const std::runtime_error &e) {
+			throw std::runtime_error(std::string(e.what()) + "\n" + logs());
+		}
 	}
 
 	/** \brief Stop both (SIGTERM, then SIGKILL). */

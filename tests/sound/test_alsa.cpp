@@ -220,7 +220,13 @@ std::optional<std::string> find_program(const std::string &name)
 class PipeWireWorld
 {
 public:
-	PipeWireWorld()
+	/*
+	 * \a restart_in: the directory of a PipeWire this one replaces. The
+	 * environment already names it, and it is not set again: setenv() while
+	 * the daemon's threads read the environment (libpipewire does at
+	 * PREPARE) is a data race.
+	 */
+	explicit PipeWireWorld(const std::string &restart_in = {})
 	{
 		for (const char *program : { "pipewire", "wireplumber", "dbus-run-session", "pw-link" }) {
 			if (!find_program(program)) {
@@ -228,10 +234,15 @@ public:
 				return;
 			}
 		}
-		char dir[] = "/tmp/vhost-sound-pw-XXXXXX";
-		if (!::mkdtemp(dir))
-			throw std::runtime_error("mkdtemp failed");
-		dir_ = dir;
+		if (restart_in.empty()) {
+			char dir[] = "/tmp/vhost-sound-pw-XXXXXX";
+			if (!::mkdtemp(dir))
+				throw std::runtime_error("mkdtemp failed");
+			dir_ = dir;
+		} else {
+			dir_ = restart_in;
+			fs::create_directories(dir_);
+		}
 		const std::string conf = dir_ + "/pipewire.conf";
 		std::ofstream(conf)
 			<< "context.properties = { core.daemon = true core.name = pipewire-0 "
@@ -257,8 +268,10 @@ public:
 			   "node.name = vs-test-sink media.class = Audio/Sink audio.position = [ FL FR ] "
 			   "priority.session = 2000 } }\n"
 			   "]\n";
-		::setenv("XDG_RUNTIME_DIR", dir_.c_str(), 1);
-		::setenv("PIPEWIRE_RUNTIME_DIR", dir_.c_str(), 1);
+		if (restart_in.empty()) {
+			::setenv("XDG_RUNTIME_DIR", dir_.c_str(), 1);
+			::setenv("PIPEWIRE_RUNTIME_DIR", dir_.c_str(), 1);
+		}
 		daemon_ = std::make_unique<DaemonProcess>("pipewire", std::vector<std::string>{ "-c", conf },
 							  std::nullopt, true);
 		wait_for([&] { return fs::exists(dir_ + "/pipewire-0"); }, "the PipeWire socket");
@@ -281,6 +294,9 @@ public:
 			fs::remove_all(dir_, ec);
 		}
 	}
+
+	/** \brief Its runtime directory (XDG_RUNTIME_DIR). */
+	const std::string &dir() const { return dir_; }
 
 	/* The program that is not installed, "" when all are. */
 	const std::string &missing() const { return missing_; }
@@ -1005,6 +1021,7 @@ TEST_CASE("a playback PCM whose server dies while running: one log line, the gue
 		CHECK(stats_of(daemon, 0).feeder.find("device clock") != std::string::npos);
 
 		/* PipeWire (and WirePlumber) killed: the device is gone. */
+		const std::string runtime_dir = pipewire->dir();
 		pipewire.reset();
 		/* The guest's periods go on completing, OK, never faster than real time. */
 		const auto t0 = Clock::now();
@@ -1030,7 +1047,7 @@ TEST_CASE("a playback PCM whose server dies while running: one log line, the gue
 		CHECK(snd.pcm(vs::kPcmPrepare, 0) == vs::kStatusIoErr);
 
 		/* A new PipeWire: the next PREPARE opens the device again, on its clock. */
-		pipewire.emplace();
+		pipewire.emplace(runtime_dir);
 		LinuxPcm again(snd, 0, vs::Direction::Output, config);
 		again.setup();
 		again.queue_all();
