@@ -319,6 +319,17 @@ private:
 	std::unique_ptr<DaemonProcess> session_;
 };
 
+/* True when \a world runs; else FAIL under CI=true, or WARN (the test is skipped). */
+bool installed(const PipeWireWorld &world)
+{
+	if (world.missing().empty())
+		return true;
+	if (in_ci())
+		FAIL("CI=true but " << world.missing() << " is not installed");
+	WARN("not run: " << world.missing() << " is not installed");
+	return false;
+}
+
 PcmStream::Stats stats_of(SoundDaemon &daemon, uint32_t stream)
 {
 	return daemon.on_loop([&] { return daemon.device().stream_stats().at(stream); });
@@ -884,12 +895,8 @@ TEST_CASE("a PCM with its own clock keeps it: PipeWire's ALSA plugin into a priv
 {
 	AlsaWorld::get();
 	PipeWireWorld pipewire;
-	if (!pipewire.missing().empty()) {
-		if (in_ci())
-			FAIL("CI=true but " << pipewire.missing() << " is not installed");
-		WARN("not run: " << pipewire.missing() << " is not installed");
+	if (!installed(pipewire))
 		return;
-	}
 	SoundDaemon daemon({}, alsa("pw", "rec"));
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
 	SoundDriver snd(driver);
@@ -946,12 +953,8 @@ TEST_CASE("a PCM with its own clock whose ring runs empty plays the format's sil
 {
 	AlsaWorld &world = AlsaWorld::get();
 	PipeWireWorld pipewire;
-	if (!pipewire.missing().empty()) {
-		if (in_ci())
-			FAIL("CI=true but " << pipewire.missing() << " is not installed");
-		WARN("not run: " << pipewire.missing() << " is not installed");
+	if (!installed(pipewire))
 		return;
-	}
 	SoundDaemon daemon({}, alsa("pwfile", "rec"));
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
 	SoundDriver snd(driver);
@@ -986,12 +989,8 @@ TEST_CASE("a playback PCM whose server dies while running: one log line, the gue
 {
 	AlsaWorld::get();
 	std::optional<PipeWireWorld> pipewire(std::in_place);
-	if (!pipewire->missing().empty()) {
-		if (in_ci())
-			FAIL("CI=true but " << pipewire->missing() << " is not installed");
-		WARN("not run: " << pipewire->missing() << " is not installed");
+	if (!installed(*pipewire))
 		return;
-	}
 	/* The daemon's log, as the loop writes it. */
 	auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(512);
 	vhost_sound::logger().sinks().push_back(log);

@@ -170,20 +170,6 @@ PcmRun start_and_wait(SoundDriver &snd, LinuxPcm &pcm, uint32_t stream, size_t p
 	return run;
 }
 
-/* False (the test is skipped) when an independent reader is missing; under CI=true that fails. */
-bool have_readers()
-{
-	for (const char *tool : { "python3", "sox", "soxi" }) {
-		if (!have_tool(tool)) {
-			if (in_ci())
-				FAIL(tool << " is missing (tools/setup.sh --tests installs it)");
-			WARN(tool << " is missing: skipped");
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Every format the file back-end offers (what WAV holds): the per-format
  * tests cover exactly these, and check that this is what PCM_INFO says. */
 const std::vector<uint8_t> kWavFormats = { vs::kFmtU8,    vs::kFmtS16,   vs::kFmtS18_3, vs::kFmtS20_3,
@@ -548,7 +534,7 @@ TEST_CASE("the input file is open only while input is enabled and a stream exist
 
 TEST_CASE("every output format the file back-end advertises lands sample-exact; libsndfile, sox and Python read it back", "[file_backend][tools]")
 {
-	if (!have_readers())
+	if (!wav_readers_or_fail())
 		return;
 	struct Case {
 		uint8_t format;
@@ -660,7 +646,7 @@ TEST_CASE("every output format the file back-end advertises lands sample-exact; 
 
 TEST_CASE("capture from an input file of every width is sample-exact, then format-correct silence", "[file_backend][tools]")
 {
-	if (!have_readers())
+	if (!wav_readers_or_fail())
 		return;
 	TempDir tmp;
 	constexpr size_t kFrames = 4800; /* 0.1 s at 48 kHz: ten 10 ms periods */

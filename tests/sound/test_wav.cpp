@@ -26,20 +26,6 @@ namespace wav = vhost_sound::wav;
 
 namespace {
 
-/* False (the test is skipped) when a reader is missing; under CI=true that fails. */
-bool have_readers()
-{
-	for (const char *tool : { "python3", "sox", "soxi" }) {
-		if (!have_tool(tool)) {
-			if (in_ci())
-				FAIL(tool << " is missing (tools/setup.sh --tests installs it)");
-			WARN(tool << " is missing: skipped");
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Samples of a float format as doubles. */
 std::vector<double> float_values(const std::vector<uint8_t> &raw, unsigned bytes)
 {
@@ -168,7 +154,7 @@ TEST_CASE("padded samples move between virtio's low bits and WAV's high bits", "
 
 TEST_CASE("every WAV format's header and samples read back through libsndfile, sox and Python's wave", "[wav][tools]")
 {
-	if (!have_readers())
+	if (!wav_readers_or_fail())
 		return;
 	TempDir dir;
 	constexpr unsigned kFrames = 101; /* odd: U8 mono needs a pad byte */
@@ -257,7 +243,7 @@ TEST_CASE("every WAV format's header and samples read back through libsndfile, s
 
 TEST_CASE("the parser reads what sox writes", "[wav][tools]")
 {
-	if (!have_readers())
+	if (!wav_readers_or_fail())
 		return;
 	TempDir dir;
 	struct Case {

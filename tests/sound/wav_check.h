@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <vector>
 
+#include "ci_require.h"
+
 namespace sound_test {
 
 /** \brief Run \a command with /bin/sh; its stdout, and its exit status in \a status. */
@@ -46,11 +48,15 @@ inline bool have_tool(const std::string &tool)
 	return status == 0;
 }
 
-/** \brief Whether tests must fail rather than skip when a tool is missing. */
-inline bool in_ci()
+/** \brief True when the independent WAV readers (python3, sox, soxi) are
+ *  there; otherwise FAIL under CI=true, else WARN (the test is skipped). */
+inline bool wav_readers_or_fail()
 {
-	const char *ci = std::getenv("CI");
-	return ci && std::string(ci) == "true";
+	for (const char *tool : { "python3", "sox", "soxi" }) {
+		if (!program_or_fail(tool))
+			return false;
+	}
+	return true;
 }
 
 inline std::vector<uint8_t> read_file(const std::string &path)
