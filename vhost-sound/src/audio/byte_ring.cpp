@@ -10,7 +10,10 @@ namespace vhost_sound {
 ByteRing::ByteRing(size_t min_capacity)
 	: capacity_(std::bit_ceil(std::max<size_t>(min_capacity, 64))),
 	  mask_(capacity_ - 1),
-	  data_(new uint8_t[capacity_]())
+	  /* Not zero-filled: a byte is only ever read after it was written, and
+	   * touching every page of a guest-sized buffer (up to 16 MiB) at each
+	   * PCM_PREPARE would let a guest hold the loop with repeated PREPAREs. */
+	  data_(std::make_unique_for_overwrite<uint8_t[]>(capacity_))
 {
 }
 
