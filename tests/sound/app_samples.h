@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -48,6 +50,18 @@ inline double byte_rate(const PcmConfig &c)
 inline double nominal_seconds(size_t periods, const PcmConfig &c)
 {
 	return double(periods) * c.period_bytes / byte_rate(c);
+}
+
+/**
+ * \brief Check that a paced run of \a nominal seconds of audio took
+ * \a seconds: never early (2 % for where the test's clock starts against
+ * the device's), and at most \a late (a fraction) late.
+ */
+inline void check_paced(double seconds, double nominal, double late)
+{
+	INFO(seconds << " s for " << nominal << " s of audio");
+	CHECK(seconds >= nominal * 0.98);
+	CHECK(seconds <= nominal * (1 + late));
 }
 
 /** \brief Periods of \a c covering at least \a seconds. */

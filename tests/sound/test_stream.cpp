@@ -40,7 +40,7 @@ bool all_equal(const std::vector<uint8_t> &v, size_t n, uint8_t value)
 
 } // namespace
 
-TEST_CASE("playing 3 s of 48 kHz stereo S16 through the null back-end takes 3 s (within 2 %)", "[stream][timing]")
+TEST_CASE("playing 3 s of 48 kHz stereo S16 through the null back-end takes 3 s, never less", "[stream][timing]")
 {
 	SoundDaemon daemon({}, SoundDaemon::Backend::Null);
 	vhostpp::DeviceDriver driver(daemon.socket_path(), sound_driver_options());
@@ -54,7 +54,9 @@ TEST_CASE("playing 3 s of 48 kHz stereo S16 through the null back-end takes 3 s 
 
 	std::cout << fmt::format("timing: playback of {} periods ({:.4f} s of audio) took {:.4f} s ({:+.2f} %)\n",
 				 periods, nominal, run.seconds, 100 * (run.seconds - nominal) / nominal);
-	CHECK(std::abs(run.seconds - nominal) / nominal < 0.02);
+	/* Late only by scheduling on a loaded machine: the pacing error is a
+	 * benchmark's figure (BENCHMARKS.md §3), not a test's. */
+	check_paced(run.seconds, nominal, 0.2);
 	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
 	CHECK(run.latencies == std::vector<uint32_t>(periods, 0)); /* the null sink has no delay */
 	CHECK(run.release_status == vs::kStatusOk);
@@ -62,7 +64,7 @@ TEST_CASE("playing 3 s of 48 kHz stereo S16 through the null back-end takes 3 s 
 	CHECK(run.returned_before_release_reply == run.returned_after_release);
 }
 
-TEST_CASE("capturing 3 s through the null back-end takes 3 s (within 2 %) and is silent", "[stream][timing]")
+TEST_CASE("capturing 3 s through the null back-end takes 3 s, never less, and is silent", "[stream][timing]")
 {
 	SoundDevice::Options options;
 	options.input_enabled = true;
@@ -78,7 +80,9 @@ TEST_CASE("capturing 3 s through the null back-end takes 3 s (within 2 %) and is
 
 	std::cout << fmt::format("timing: capture of {} periods ({:.4f} s of audio) took {:.4f} s ({:+.2f} %)\n",
 				 periods, nominal, run.seconds, 100 * (run.seconds - nominal) / nominal);
-	CHECK(std::abs(run.seconds - nominal) / nominal < 0.02);
+	/* Late only by scheduling on a loaded machine: the pacing error is a
+	 * benchmark's figure (BENCHMARKS.md §3), not a test's. */
+	check_paced(run.seconds, nominal, 0.2);
 	CHECK(run.captured.size() == periods * config.period_bytes);
 	CHECK(all_equal(run.captured, run.captured.size(), 0));
 	CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
@@ -149,7 +153,8 @@ TEST_CASE("output disabled: the back-end receives only silence, the guest's timi
 
 		std::cout << fmt::format("timing: output {}: {} periods ({:.4f} s) took {:.4f} s\n",
 					 enabled ? "enabled" : "disabled", periods, nominal, run.seconds);
-		CHECK(std::abs(run.seconds - nominal) / nominal < 0.02);
+		/* Completion timing unchanged within 2 % (issue 10), never early. */
+		check_paced(run.seconds, nominal, 0.02);
 		CHECK(run.statuses == std::vector<uint32_t>(periods, vs::kStatusOk));
 		const auto rendered = daemon.rendered();
 		REQUIRE(rendered.size() >= bytes);
