@@ -173,6 +173,7 @@ TEST_CASE("class 28: short, unknown and out-of-range control requests", "[hostil
 			{ vs::kPcmInfo, 0, 2, 0, 4 + 64 },
 			{ vs::kPcmInfo, 0, 2, 32, 4 + 63 },            /* response smaller than count * size */
 			{ vs::kJackInfo, 0, 2, 0x80000000u, 4 + 48 },  /* count * size overflows 32 bits */
+			{ vs::kPcmInfo, 0, 1, 4097, 4 + 4097 },        /* item larger than 4096 bytes */
 		};
 		for (const auto &t : cases) {
 			INFO("code " << t.code << " start " << t.start << " count " << t.count << " size " << t.size);
@@ -184,6 +185,22 @@ TEST_CASE("class 28: short, unknown and out-of-range control requests", "[hostil
 		/* count 0 is a valid, empty answer. */
 		const vs::QueryInfo empty{ { vs::kPcmInfo }, 2, 0, 32 };
 		CHECK(snd.control(empty, 4).status == vs::kStatusOk);
+	}
+
+	SECTION("an item size of up to 4096 bytes is answered, zero after the structure")
+	{
+		const vs::QueryInfo q{ { vs::kPcmInfo }, 0, 2, 4096 };
+		const auto reply = snd.control(q, 4 + 2 * 4096);
+		REQUIRE(reply.status == vs::kStatusOk);
+		REQUIRE(reply.payload.size() == 2 * 4096);
+		for (size_t item = 0; item < 2; item++) {
+			INFO("item " << item);
+			vs::PcmInfo info;
+			std::memcpy(&info, reply.payload.data() + item * 4096, sizeof(info));
+			CHECK(info.direction == static_cast<uint8_t>(item == 0 ? vs::Direction::Output : vs::Direction::Input));
+			const auto tail = std::span(reply.payload).subspan(item * 4096 + sizeof(info), 4096 - sizeof(info));
+			CHECK(std::all_of(tail.begin(), tail.end(), [](uint8_t b) { return b == 0; }));
+		}
 	}
 
 	SECTION("stream and jack ids out of range: BAD_MSG")

@@ -11,6 +11,17 @@ using namespace virtio_snd;
 using vhostpp::DescriptorChain;
 using vhostpp::Virtqueue;
 
+namespace {
+
+/* The largest item an *_INFO request may ask for. Larger than any item of
+ * the spec (virtio_snd_ctl_info, the largest, is 96 bytes) so that a newer
+ * driver's longer items are still answered, zero-padded; bounded because
+ * the padding is written for every item: with a 4 GiB size over a chain of
+ * overlapping descriptors, one request would hold the loop for seconds. */
+constexpr uint32_t kMaxQueryItemBytes = 4096;
+
+} // namespace
+
 SoundDevice::SoundDevice(AudioBackend &backend, AudioBackend &silence, const Options &options)
 	: backend_(backend),
 	  chmaps_(channel_maps(backend.capabilities(Direction::Output),
@@ -367,6 +378,8 @@ Status SoundDevice::handle_query(const DescriptorChain &chain, uint32_t total, F
 		return refuse("request shorter than virtio_snd_query_info");
 	if (req->size < sizeof(Item))
 		return refuse("item size smaller than the structure");
+	if (req->size > kMaxQueryItemBytes)
+		return refuse("item size larger than 4096 bytes");
 	if (uint64_t{req->start_id} + req->count > total)
 		return refuse("start_id + count past the last item");
 	const uint64_t needed = sizeof(Hdr) + uint64_t{req->count} * req->size;
