@@ -51,6 +51,12 @@ size_t desc_bytes(uint32_t n) { return 16ul * n; }
 size_t avail_bytes(uint32_t n) { return 6 + 2ul * n; }
 size_t used_bytes(uint32_t n) { return 6 + 8ul * n; }
 
+/* True if [a, a + a_len) and [b, b + b_len) share a byte (lengths > 0; no overflow). */
+bool ranges_overlap(uint64_t a, uint64_t a_len, uint64_t b, uint64_t b_len)
+{
+	return a <= b ? b - a < a_len : a - b < b_len;
+}
+
 } // namespace
 
 /* ---------------------------------------------------------------------------
@@ -154,6 +160,25 @@ void Virtqueue::set_addresses(const wire::VringAddr &addr, std::shared_ptr<const
 	if (!memory)
 		throw wire::ProtocolError(fmt::format(
 			"SET_VRING_ADDR: queue {} before any memory table", index_));
+	/* Three separate areas (virtio 2.7): a used ring laid over the avail ring
+	 * or the descriptors would turn the device's own used-ring writes into
+	 * new chains, popped and completed for ever on the loop thread. */
+	const struct {
+		const char *name;
+		uint64_t addr, len;
+	} rings[] = { { "descriptor table", addr.desc_user_addr, desc_bytes(size_) },
+		      { "avail ring", addr.avail_user_addr, avail_bytes(size_) },
+		      { "used ring", addr.used_user_addr, used_bytes(size_) } };
+	for (size_t i = 0; i < 3; i++) {
+		for (size_t j = i + 1; j < 3; j++) {
+			if (ranges_overlap(rings[i].addr, rings[i].len, rings[j].addr, rings[j].len))
+				throw wire::ProtocolError(fmt::format(
+					"SET_VRING_ADDR: queue {} {} 0x{:x} ({} bytes) overlaps the {} "
+					"0x{:x} ({} bytes)",
+					index_, rings[j].name, rings[j].addr, rings[j].len, rings[i].name,
+					rings[i].addr, rings[i].len));
+		}
+	}
 	addr_ = {addr.desc_user_addr, addr.used_user_addr, addr.avail_user_addr};
 	addr_known_ = true;
 	if (!translate(std::move(memory))) {

@@ -640,7 +640,7 @@ TEST_CASE("10: SET_VRING_NUM of 0, non powers of two, too large", "[hostile]")
 	h.finish();
 }
 
-TEST_CASE("11: SET_VRING_ADDR outside, straddling, past the end, misaligned, zero", "[hostile]")
+TEST_CASE("11: SET_VRING_ADDR outside, straddling, past the end, misaligned, zero, overlapping", "[hostile]")
 {
 	PatternDevice device;
 	Hostile h(device);
@@ -682,6 +682,21 @@ TEST_CASE("11: SET_VRING_ADDR outside, straddling, past the end, misaligned, zer
 		a = good;
 		a.desc_user_addr = UINT64_MAX & ~uint64_t(15);
 		refuse(a, {"SET_VRING_ADDR", "not each inside"});
+
+		/* Rings laid over each other: the device's used-ring writes would look
+		 * like new chains (a fuzzer's input spun the loop on exactly this). */
+		a = good;
+		a.used_user_addr = a.avail_user_addr;
+		refuse(a, {"SET_VRING_ADDR", "used ring", "overlaps the avail ring"});
+		a = good;
+		a.used_user_addr = a.desc_user_addr + 16 * 3;
+		refuse(a, {"SET_VRING_ADDR", "used ring", "overlaps the descriptor table"});
+		a = good;
+		a.avail_user_addr = a.used_user_addr + 8;
+		refuse(a, {"SET_VRING_ADDR", "overlaps the avail ring"});
+		a = good;
+		a.avail_user_addr = a.desc_user_addr + 16 * 63 + 14; /* the last 2 bytes of 64 descriptors */
+		refuse(a, {"SET_VRING_ADDR", "avail ring", "overlaps the descriptor table"});
 
 		/* Straddling: a second region declared right after the first in user space. */
 		DriverMemory extra(1 << 16, 0x8000'0000);
