@@ -353,10 +353,29 @@ void Session::update_ring(Ring &r)
 		device_.queue_started(r.queue);
 		/* Buffers may already be waiting (a kick while disabled, or a reconnect). */
 		if (r.active)
-			device_.queue_kicked(r.queue);
+			kick_device(r);
 	} else if (!should && r.active) {
 		deactivate(r);
 	}
+}
+
+void Session::kick_device(Ring &r)
+{
+	r.queue.begin_pass();
+	device_.queue_kicked(r.queue);
+	if (!r.queue.end_pass() || r.rest_posted)
+		return;
+	/* A ring refilled as fast as the device completes: the rest after
+	 * whatever else waits on the loop, never all in this handler. */
+	r.rest_posted = true;
+	std::weak_ptr<int> alive = alive_;
+	boost::asio::post(io_, [this, alive, rp = &r] {
+		if (alive.expired())
+			return;
+		rp->rest_posted = false;
+		if (rp->active && !closing_)
+			kick_device(*rp);
+	});
 }
 
 void Session::deactivate(Ring &r)
@@ -399,7 +418,7 @@ void Session::watch_kick(Ring &r)
 					 return;
 				 }
 				 if (rp->active)
-					 device_.queue_kicked(rp->queue);
+					 kick_device(*rp);
 				 if (rp->kick.get() == kick)
 					 watch_kick(*rp);
 			 });

@@ -56,6 +56,7 @@ private:
 		bool started = false; /* SET_VRING_KICK .. GET_VRING_BASE */
 		bool enabled = false; /* SET_VRING_ENABLE, or SET_FEATURES without bit 30 */
 		bool active = false;  /* what the device was last told */
+		bool rest_posted = false; /* kick_device() posted the rest of a pass */
 	};
 
 	void wait_readable();
@@ -71,6 +72,9 @@ private:
 	Ring &ring(wire::Request code, uint32_t index);
 	void require_protocol(wire::Request code, wire::ProtocolFeature feature) const;
 	bool has_protocol(wire::ProtocolFeature feature) const;
+	/* Device::queue_kicked() with pop()'s budget of a ring's worth; what it
+	 * held back goes to another queue_kicked() in a handler of its own. */
+	void kick_device(Ring &r);
 	/* Tell the device whether the ring is active (started, enabled, ready). */
 	void update_ring(Ring &r);
 	/* The one way an active ring stops, for the device and for its chains. */

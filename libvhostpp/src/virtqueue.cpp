@@ -424,6 +424,10 @@ std::optional<DescriptorChain> Virtqueue::pop()
 {
 	if (!ready() || broken_)
 		return std::nullopt;
+	if (in_pass_ && pass_popped_ >= size_) {
+		pass_cut_ = true;
+		return std::nullopt;
+	}
 
 	/* Refused entries are skipped, but one call skips at most a ring's worth:
 	 * a guest that keeps publishing bad chains (or rings laid over each
@@ -490,6 +494,7 @@ std::optional<DescriptorChain> Virtqueue::pop()
 			notify();
 			continue;
 		}
+		pass_popped_++;
 		return chain;
 	}
 }

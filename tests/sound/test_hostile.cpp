@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include <vhostpp/frontend/testing.h>
+
 #include "linux_driver.h"
 #include "sound_fixture.h"
 
@@ -473,6 +475,56 @@ TEST_CASE("class 30: I/O in the wrong state, on the wrong queue, without room", 
 	}
 
 	c.still_serves();
+}
+
+TEST_CASE("class 30, rings: a used ring mapped a second time over the avail ring, so that every completion reads as a new entry: the loop serves on", "[hostile]")
+{
+	Connected c;
+	auto &fe = c.driver.frontend();
+	auto &mem = c.driver.memory();
+	auto &rx = c.driver.queue(vs::kRxQueue);
+
+	/* The guest's memfd a second time, after the first region in guest and
+	 * user space: the library's overlap checks see two separate regions. */
+	const vhostpp::wire::MemoryRegion first = mem.region();
+	vhostpp::wire::MemoryRegion second = first;
+	second.guest_phys_addr = first.guest_phys_addr + first.memory_size;
+	second.userspace_addr = first.userspace_addr + first.memory_size;
+	const vhostpp::wire::MemoryTableHeader header{ 2, 0 };
+	std::vector<uint8_t> table(sizeof(header) + 2 * sizeof(first));
+	std::memcpy(table.data(), &header, sizeof(header));
+	std::memcpy(table.data() + sizeof(header), &first, sizeof(first));
+	std::memcpy(table.data() + sizeof(header) + sizeof(first), &second, sizeof(second));
+	const int fds[] = { mem.fd().get(), mem.fd().get() };
+
+	fe.get_vring_base(vs::kRxQueue);
+	vhostpp::testing::send(fe,
+			       vhostpp::wire::make_request(vhostpp::wire::Request::SetMemTable, table,
+							   vhostpp::wire::kFlagNeedReply),
+			       fds);
+	const auto ack = vhostpp::testing::receive_reply(fe, vhostpp::wire::Request::SetMemTable, 8);
+	CHECK(std::all_of(ack.begin(), ack.end(), [](uint8_t b) { return b == 0; }));
+	/* An RX message without room for its status, returned at once with
+	 * length 0, published while the ring is stopped. */
+	const vs::PcmXfer xfer{ 1 };
+	const std::vector<vhostpp::DriverBuffer> message{ { c.put(&xfer, sizeof(xfer)), sizeof(xfer), false } };
+	rx.add(message);
+	/* The used ring in the second mapping, on the avail ring's own pages:
+	 * used->idx is avail->idx, one ahead of the device's position, and every
+	 * completion moves both on by one, for ever. */
+	auto addr = rx.addresses();
+	addr.used_user_addr = second.userspace_addr + (addr.avail_user_addr - first.userspace_addr);
+	fe.set_vring_addr(addr);
+	fe.set_vring_kick(vs::kRxQueue, &rx.kick_fd());
+	rx.kick();
+
+	/* The loop still runs everything else: control requests are answered,
+	 * and work posted to it is done. */
+	for (int i = 0; i < 20; i++) {
+		const vs::QueryInfo q{ { vs::kPcmInfo }, 0, 2, sizeof(vs::PcmInfo) };
+		CHECK(c.snd.control(q, 4 + 2 * sizeof(vs::PcmInfo)).status == vs::kStatusOk);
+		CHECK(c.state(1) == State::Idle);
+	}
 }
 
 TEST_CASE("class 31: transitions out of order, PREPARE repeated", "[hostile]")

@@ -72,7 +72,8 @@ public:
  * Queue lifecycle: queue_started() when a ring becomes active (started and
  * enabled, per the spec's "Ring states"), queue_kicked() when the driver
  * made buffers available (also once right after queue_started(), so no
- * kick is ever lost), queue_stopped() when it leaves that state. Between
+ * kick is ever lost, and again in a handler of its own when it popped a
+ * ring's worth: Virtqueue::pop()), queue_stopped() when it leaves that state. Between
  * queue_stopped() and the next queue_started() the device must not use
  * the queue nor any chain it popped from it.
  */

@@ -129,6 +129,12 @@ public:
 	 * not ready, or broken.
 	 *
 	 * Malformed chains are logged, completed with length 0 and skipped.
+	 * Within one Device::queue_kicked() call at most size() chains come
+	 * out; then nothing, and the library calls queue_kicked() again in a
+	 * handler of its own for the rest. So a device may loop until pop()
+	 * gives nothing even when a front-end refills the ring as fast as the
+	 * device completes (e.g. its used ring mapped a second time over its
+	 * avail ring), and the loop still runs everything else.
 	 */
 	std::optional<DescriptorChain> pop();
 
@@ -201,6 +207,19 @@ private:
 	void set_err(EventFd err) { err_ = std::move(err); }
 	/* New chains popped before this belong to an old start of the ring. */
 	void new_generation();
+	/* Around each Device::queue_kicked(): pop() gives at most size() chains
+	 * in between; end_pass() is true if it held some back. */
+	void begin_pass()
+	{
+		in_pass_ = true;
+		pass_popped_ = 0;
+		pass_cut_ = false;
+	}
+	bool end_pass()
+	{
+		in_pass_ = false;
+		return pass_cut_;
+	}
 	/* Forget everything (reset / disconnect). */
 	void reset();
 
@@ -245,6 +264,9 @@ private:
 	uint16_t signalled_used_ = 0;
 	bool signalled_used_valid_ = false;
 	bool broken_ = false;
+	bool in_pass_ = false;
+	bool pass_cut_ = false;
+	uint32_t pass_popped_ = 0;
 	bool pushed_since_notify_ = false;
 	uint64_t generation_ = 1;
 	std::vector<uint8_t> popped_; /* per head: 1 while in flight */
