@@ -53,6 +53,9 @@ int main(int argc, char **argv)
 	boost::asio::io_context io;
 	std::unique_ptr<RngDevice> device;
 	std::unique_ptr<vhostpp::Server> server;
+	/* Before the socket exists: once it does, the process holds every fd it
+	 * will hold while idle (asio's signal pipe included). */
+	boost::asio::signal_set signals(io, SIGINT, SIGTERM);
 	try {
 		po::store(po::parse_command_line(argc, argv, opts), vm);
 		if (vm.count("help")) {
@@ -73,7 +76,6 @@ int main(int argc, char **argv)
 		std::cerr << "vhost-user-rng: " << e.what() << "\n";
 		return 2;
 	}
-	boost::asio::signal_set signals(io, SIGINT, SIGTERM);
 	signals.async_wait([&](auto, int) { server->stop(); io.stop(); });
 	io.run();
 }

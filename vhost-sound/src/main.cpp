@@ -117,6 +117,11 @@ int main(int argc, char *argv[])
 		}
 	}
 
+	/* Before the sockets exist: once they do, the daemon holds every fd it
+	 * will hold while idle (asio's signal pipe included), which the guest
+	 * tests compare across restarts. */
+	boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+
 	/* The server calls device.detach() when a front-end leaves. */
 	vhostpp::Server server(io, device);
 	try {
@@ -157,7 +162,6 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	boost::asio::signal_set signals(io, SIGINT, SIGTERM);
 	signals.async_wait([&](const boost::system::error_code &ec, int signal) {
 		if (ec)
 			return;
