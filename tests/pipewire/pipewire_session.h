@@ -35,6 +35,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include "socket_client.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -226,8 +228,11 @@ public:
 	{
 		daemon_ = std::make_unique<Child>(
 			std::vector<std::string>{ "pipewire", "-c", config_dir() + "/pipewire.conf" }, log_path());
-		wait_until("the PipeWire socket", 20s,
-			   [&] { return std::filesystem::exists(dir_ + "/run/pipewire-0"); });
+		/* Listening, not only there: a daemon killed by SIGKILL leaves its
+		 * socket file behind, and a WirePlumber started against that one
+		 * fails to connect and exits. */
+		wait_until("the PipeWire socket to accept connections", 20s,
+			   [&] { return sound_test::accepts_connections(dir_ + "/run/pipewire-0"); });
 		manager_ = std::make_unique<Child>(
 			std::vector<std::string>{ "wireplumber", "-c", "wireplumber.conf" }, dir_ + "/wireplumber.log");
 		/* WirePlumber is ready when it has chosen the default sink and source

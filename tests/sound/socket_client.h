@@ -151,4 +151,16 @@ inline std::optional<std::string> query_when_up(const std::string &ctl)
 	return std::nullopt;
 }
 
+/** \brief True if the Unix stream socket at \a path accepts a connection now:
+ *  a daemon is listening, not only its socket file left there. */
+inline bool accepts_connections(const std::string &path)
+{
+	try {
+		LineClient probe(path);
+		return true;
+	} catch (const std::exception &) {
+		return false;
+	}
+}
+
 } // namespace sound_test

@@ -274,7 +274,11 @@ public:
 		}
 		daemon_ = std::make_unique<DaemonProcess>("pipewire", std::vector<std::string>{ "-c", conf },
 							  std::nullopt, true);
-		wait_for([&] { return fs::exists(dir_ + "/pipewire-0"); }, "the PipeWire socket");
+		/* Listening, not only there: a daemon killed by SIGKILL leaves its
+		 * socket file behind, and a WirePlumber started against that one
+		 * fails to connect and exits. */
+		wait_for([&] { return accepts_connections(dir_ + "/pipewire-0"); },
+			 "the PipeWire socket to accept connections");
 		session_ = std::make_unique<DaemonProcess>(
 			"dbus-run-session", std::vector<std::string>{ "--", "wireplumber" }, std::nullopt, true);
 		/* WirePlumber gives the sink its ports once it manages it: then it links streams. */
