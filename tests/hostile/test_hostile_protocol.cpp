@@ -23,21 +23,6 @@ using namespace vhostpp::test;
 
 namespace {
 
-std::vector<uint8_t> mem_table(std::span<const wire::MemoryRegion> regions, uint32_t declared)
-{
-	std::vector<uint8_t> p(sizeof(wire::MemoryTableHeader) + regions.size() * 32);
-	wire::MemoryTableHeader h{declared, 0};
-	std::memcpy(p.data(), &h, sizeof(h));
-	if (!regions.empty())
-		std::memcpy(p.data() + sizeof(h), regions.data(), regions.size() * 32);
-	return p;
-}
-
-std::vector<uint8_t> mem_table(std::span<const wire::MemoryRegion> regions)
-{
-	return mem_table(regions, uint32_t(regions.size()));
-}
-
 std::vector<uint8_t> single_region(const wire::MemoryRegion &r)
 {
 	return bytes_of(wire::SingleMemoryRegion{0, r});

@@ -10,6 +10,8 @@
 
 #include <vhostpp/frontend/testing.h>
 
+#include "driver_util.h"
+
 #include "linux_driver.h"
 #include "sound_fixture.h"
 
@@ -490,11 +492,8 @@ TEST_CASE("class 30, rings: a used ring mapped a second time over the avail ring
 	vhostpp::wire::MemoryRegion second = first;
 	second.guest_phys_addr = first.guest_phys_addr + first.memory_size;
 	second.userspace_addr = first.userspace_addr + first.memory_size;
-	const vhostpp::wire::MemoryTableHeader header{ 2, 0 };
-	std::vector<uint8_t> table(sizeof(header) + 2 * sizeof(first));
-	std::memcpy(table.data(), &header, sizeof(header));
-	std::memcpy(table.data() + sizeof(header), &first, sizeof(first));
-	std::memcpy(table.data() + sizeof(header) + sizeof(first), &second, sizeof(second));
+	const vhostpp::wire::MemoryRegion regions[] = { first, second };
+	const auto table = vhostpp::test::mem_table(regions);
 	const int fds[] = { mem.fd().get(), mem.fd().get() };
 
 	fe.get_vring_base(vs::kRxQueue);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,23 @@
 #include <vhostpp/internal/wire.h>
 
 namespace vhostpp::test {
+
+/** \brief A SET_MEM_TABLE body of \a regions, its header declaring \a declared of them. */
+inline std::vector<uint8_t> mem_table(std::span<const wire::MemoryRegion> regions, uint32_t declared)
+{
+	std::vector<uint8_t> p(sizeof(wire::MemoryTableHeader) + regions.size() * sizeof(wire::MemoryRegion));
+	const wire::MemoryTableHeader h{declared, 0};
+	std::memcpy(p.data(), &h, sizeof(h));
+	if (!regions.empty())
+		std::memcpy(p.data() + sizeof(h), regions.data(), regions.size() * sizeof(wire::MemoryRegion));
+	return p;
+}
+
+/** \brief A SET_MEM_TABLE body of \a regions. */
+inline std::vector<uint8_t> mem_table(std::span<const wire::MemoryRegion> regions)
+{
+	return mem_table(regions, uint32_t(regions.size()));
+}
 
 /** \brief DeviceDriver options with one queue of \a size and everything else default. */
 inline DeviceDriver::Options one_queue(uint16_t size = 64)
